@@ -1,0 +1,110 @@
+"""Settings of the `sgpo` advantage estimator (`algorithm.sgpo.*` in the hydra config).
+
+Each field is documented where it is defined; `recipe/sgpo/config/sgpo_trainer.yaml` carries the
+defaults that training uses (the yaml is the single source of truth for a run; the defaults here only
+apply when a key is missing, e.g. when the estimator is called on a bare `algorithm` section).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from reward.encoding import validate_band
+
+#: Where the estimator's settings live in the trainer config; used in every error message.
+CONFIG_PREFIX = "algorithm.sgpo"
+
+APPLY_TO_MODES = ("all_negative", "all_incorrect")
+
+
+@dataclass(frozen=True)
+class SGPOConfig:
+    """Settings of the `sgpo` advantage estimator.
+
+    Attributes:
+        reward_band: The band ``c`` of the reward encoding (``reward/encoding.py``): a correct response
+            is encoded as 1, a judged wrong response as ``c · g``. Must satisfy ``0 < c < 1``. It does not
+            change advantages in all-negative groups (they are computed on ``g = r / c``); it sets how
+            much a graded wrong answer counts against a correct one in ``apply_to=all_incorrect`` mode,
+            and how far the logged mean reward sits above accuracy.
+        min_spread: All-negative groups whose graded values have a standard deviation (unbiased, the same
+            statistic GRPO divides by) below this get zero advantage, so float noise or near-identical
+            verdicts never become a full-size signal after normalisation. Units: graded value. The
+            default 1e-3 is well below the smallest real difference (one step of ``1 / max_steps`` at
+            the flattest point of the logistic map moves ``g`` by about 0.01).
+        negative_scale: The scale ``λ`` applied to the advantages of all-negative groups (1 = as large
+            as those of mixed groups after normalisation). Must be ``≥ 0``.
+        apply_to: ``all_negative`` (the paper's method): only all-negative groups use graded values,
+            groups with a correct answer use binarised GRPO. ``all_incorrect`` (ablation): groups with a
+            correct answer normalise the encoded reward itself (correct = 1, wrong = ``c · g``), so wrong
+            answers there are graded too.
+        epsilon: Added to the group standard deviation before dividing, as in verl's ``grpo``
+            (same default), so that binary rewards give exactly verl's ``grpo`` advantages.
+    """
+
+    reward_band: float = 0.5
+    min_spread: float = 1e-3
+    negative_scale: float = 1.0
+    apply_to: str = "all_negative"
+    epsilon: float = 1e-6
+
+    def __post_init__(self) -> None:
+        validate_band(self.reward_band, key=f"{CONFIG_PREFIX}.reward_band")
+        _require_number(self.min_spread, "min_spread", minimum=0.0)
+        _require_number(self.negative_scale, "negative_scale", minimum=0.0)
+        _require_number(self.epsilon, "epsilon", minimum=0.0)
+        if self.apply_to not in APPLY_TO_MODES:
+            raise ValueError(
+                f"{CONFIG_PREFIX}.apply_to must be one of {', '.join(APPLY_TO_MODES)}; got {self.apply_to!r}"
+            )
+
+    @classmethod
+    def from_algorithm_config(cls, algorithm_config: Any) -> "SGPOConfig":
+        """Build from the trainer's ``algorithm`` section (DictConfig, dict, or verl's ``AlgoConfig``).
+
+        A missing ``sgpo`` section gives the defaults; unknown keys in it are rejected (a typo must not
+        silently fall back to a default).
+        """
+        section = _get(algorithm_config, "sgpo")
+        if section is None:
+            return cls()
+        if not isinstance(section, Mapping) and not hasattr(section, "items"):
+            raise ValueError(f"{CONFIG_PREFIX} must be a mapping of settings, got {type(section).__name__}")
+        values = dict(section.items())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+def norm_adv_by_std(algorithm_config: Any) -> bool:
+    """verl's ``algorithm.norm_adv_by_std_in_grpo`` (default True); False gives the Dr. GRPO mean-only form.
+
+    verl does not pass this flag to registered estimators, so we read it from the section ourselves.
+    """
+    value = _get(algorithm_config, "norm_adv_by_std_in_grpo")
+    return True if value is None else bool(value)
+
+
+def _get(config: Any, key: str) -> Any:
+    if config is None:
+        return None
+    if isinstance(config, Mapping) or hasattr(config, "get"):
+        try:
+            return config.get(key)
+        except Exception:  # dataclass configs raise for unknown keys in some verl versions
+            pass
+    return getattr(config, key, None)
+
+
+def _require_number(value: Any, name: str, minimum: float) -> None:
+    key = f"{CONFIG_PREFIX}.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if not value >= minimum:  # also rejects NaN
+        raise ValueError(f"{key} must be >= {minimum}, got {value}")

@@ -1,0 +1,38 @@
+"""verl plugin: registers SGPO's components with verl in every process that imports verl.
+
+Installed checkouts reach this module through the ``verl.plugins`` entry point (pyproject.toml), which
+``import verl`` loads in the driver and in every Ray actor. Checkouts that are not installed, and
+multi-node clusters whose nodes do not share the install, use
+``VERL_USE_EXTERNAL_MODULES=recipe.sgpo.plugin`` (forwarded to actors through
+``+ray_kwargs.ray_init.runtime_env.env_vars``).
+
+verl swallows plugin import errors at debug level, so a failure here is logged at ERROR level before it
+propagates; ``python -m recipe.sgpo.preflight --check-install`` shows the full traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+logger = logging.getLogger("sgpo.plugin")
+
+
+def register() -> None:
+    """Import the modules whose decorators register SGPO with verl's registries (idempotent)."""
+    import recipe.sgpo.advantage  # noqa: F401  registers algorithm.adv_estimator=sgpo
+
+    try:
+        import reward.manager  # noqa: F401  registers reward.reward_manager.name=sgpo
+    except ModuleNotFoundError as error:
+        if error.name != "reward.manager":
+            raise
+
+
+try:
+    register()
+except Exception as error:  # noqa: BLE001 - re-raised below; verl would hide it otherwise
+    message = f"SGPO plugin failed to register with verl: {type(error).__name__}: {error}"
+    logger.error(message)
+    print(f"[sgpo] ERROR: {message}", file=sys.stderr, flush=True)
+    raise

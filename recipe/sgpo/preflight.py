@@ -1,0 +1,269 @@
+"""Fail-fast check of an SGPO training config, before Ray or any GPU work starts.
+
+verl 0.9.1 reports an unknown advantage estimator only after the first full rollout, ignores legacy
+top-level reward keys silently, and swallows plugin import errors. This module composes the same hydra
+config the trainer will see and checks, in seconds:
+
+1. the SGPO plugin registered itself through ``import verl`` alone (as it must in Ray actors);
+2. no legacy top-level ``reward_model.*`` / ``custom_reward_function.*`` key is set (verl ignores them);
+3. ``algorithm.adv_estimator`` resolves in verl's estimator registry;
+4. ``algorithm.sgpo.*`` is valid, and SGPO's preconditions hold (no KL in the reward, groups of ≥ 2);
+5. the reward manager resolves (``reward.reward_manager.*``) to a verl ``RewardManagerBase``;
+6. verl's own ``validate_config`` passes (batch-size divisibility and the like).
+
+Usage::
+
+    python -m recipe.sgpo.preflight [options] [hydra overrides ...]
+    python -m recipe.sgpo.preflight --check-install      # only check 1, with the full traceback
+    python -m recipe.sgpo.preflight --print-config-dir   # for `main_ppo --config-path`
+
+Exit status 0 when every check passes, 1 otherwise (all failures are listed, not just the first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+#: The directory holding ``sgpo_trainer.yaml`` (the hydra config path of every SGPO run).
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CONFIG_NAME = "sgpo_trainer"
+
+#: The entry point that registers SGPO with verl (pyproject.toml) and its module.
+PLUGIN_ENTRY_POINT = "sgpo"
+PLUGIN_MODULE = "recipe.sgpo.plugin"
+
+#: Top-level sections that verl 0.9.1's ``main_ppo`` ignores, and where their settings live now.
+LEGACY_SECTIONS = {
+    "reward_model": "reward.reward_model / reward.reward_manager / reward.num_workers",
+    "custom_reward_function": "reward.custom_reward_function",
+}
+
+#: Estimators that normalise inside groups of responses to one prompt and so need ``rollout.n ≥ 2``.
+GROUP_ESTIMATORS = ("sgpo", "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk", "gdpo")
+MIN_GROUP_SIZE = 2
+
+
+@dataclass
+class PreflightReport:
+    """Outcome of the checks: what passed (for the summary) and what failed (with the fix)."""
+
+    passed: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def render(self) -> str:
+        lines = [f"  ok    {item}" for item in self.passed]
+        lines += [f"  FAIL  {item}" for item in self.failures]
+        verdict = "preflight passed" if self.ok else f"preflight FAILED ({len(self.failures)} problem(s))"
+        return "\n".join([f"[sgpo] {verdict}", *lines])
+
+
+def compose_config(overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR, config_name: str = CONFIG_NAME):
+    """Compose the hydra config exactly as ``main_ppo --config-path/--config-name`` would."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def check_plugin_installed() -> str | None:
+    """Return None if ``import verl`` registered the sgpo estimator, else an explanation with the fix.
+
+    Must run before anything in this process imports ``recipe.sgpo.advantage`` directly, or it would
+    prove nothing about Ray actors (which only run ``import verl``).
+    """
+    import verl  # noqa: F401  loads entry points and VERL_USE_EXTERNAL_MODULES
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+
+    if "sgpo" in ADV_ESTIMATOR_REGISTRY:
+        return None
+    external = os.environ.get("VERL_USE_EXTERNAL_MODULES", "")
+    entry_points = [ep for ep in importlib.metadata.entry_points(group="verl.plugins") if ep.name == PLUGIN_ENTRY_POINT]
+    policy = os.environ.get("VERL_USE_EXTERNAL_PLUGINS", "auto")
+    if not entry_points:
+        reason = (
+            "the `verl.plugins` entry point `sgpo` is not installed in this environment "
+            f"(VERL_USE_EXTERNAL_MODULES={external!r})"
+        )
+    elif policy.strip().lower() == "none" or (
+        policy.strip().lower() != "auto" and PLUGIN_ENTRY_POINT not in {p.strip() for p in policy.split(",")}
+    ):
+        reason = f"VERL_USE_EXTERNAL_PLUGINS={policy!r} excludes the `sgpo` entry point"
+    else:
+        try:
+            entry_points[0].load()
+            reason = "the entry point loaded now but not during `import verl` (import order problem)"
+        except Exception:  # noqa: BLE001 - we are reporting it
+            reason = "loading the entry point failed:\n" + traceback.format_exc()
+    return (
+        f"the sgpo estimator is not registered by `import verl`: {reason}\n"
+        "        fix: `pip install -e .` in the repository root, or export "
+        f"VERL_USE_EXTERNAL_MODULES={PLUGIN_MODULE} with the repository on PYTHONPATH "
+        "(multi-node: pass both through +ray_kwargs.ray_init.runtime_env.env_vars)"
+    )
+
+
+def find_legacy_keys(config: Any) -> list[str]:
+    """Dotted names of legacy top-level reward keys that are set (non-null) in ``config``."""
+    from omegaconf import OmegaConf
+
+    found = []
+    for section in LEGACY_SECTIONS:
+        if section not in config or config[section] is None:
+            continue
+        container = OmegaConf.to_container(config[section], resolve=False)
+        found += [f"{section}.{key}" for key in _non_null_leaves(container)]
+    return found
+
+
+def run_checks(config: Any) -> PreflightReport:
+    """Run every check on a composed config and collect the results (never raises for a bad config)."""
+    report = PreflightReport()
+    _check(report, "SGPO plugin registered by `import verl`", lambda: _raise_if(check_plugin_installed()))
+    legacy = find_legacy_keys(config)
+    if legacy:
+        report.failures.append(
+            "legacy keys that verl 0.9.1 silently ignores: "
+            + ", ".join(legacy)
+            + "; move them under "
+            + "; ".join(f"{old}.* -> {new}" for old, new in LEGACY_SECTIONS.items())
+        )
+    else:
+        report.passed.append("no legacy top-level reward keys")
+    estimator = str(config.algorithm.adv_estimator)
+    _check(report, f"algorithm.adv_estimator={estimator} resolves", lambda: _resolve_estimator(estimator))
+    if estimator == "sgpo":
+        _check(report, "algorithm.sgpo settings valid", lambda: _validate_sgpo(config))
+    if estimator in GROUP_ESTIMATORS:
+        _check(report, "groups of responses (rollout.n)", lambda: _validate_group_size(config))
+    _check(report, "reward manager resolves", lambda: _resolve_reward_manager(config))
+    _check(report, "verl's validate_config", lambda: _verl_validate(config))
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m recipe.sgpo.preflight",
+        description="Compose an SGPO training config and check it before any Ray or GPU work.",
+    )
+    parser.add_argument("overrides", nargs="*", help="hydra overrides, exactly as passed to the trainer")
+    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help="hydra config directory")
+    parser.add_argument("--config-name", default=CONFIG_NAME, help="hydra config name")
+    parser.add_argument("--check-install", action="store_true", help="only check that the plugin is installed")
+    parser.add_argument("--print-config-dir", action="store_true", help="print the SGPO config dir and exit")
+    parser.add_argument("--print-config", action="store_true", help="also print the composed config")
+    args = parser.parse_args(argv)
+
+    if args.print_config_dir:
+        print(CONFIG_DIR)
+        return 0
+    if args.check_install:
+        problem = check_plugin_installed()
+        print("[sgpo] plugin OK: `import verl` registers the sgpo estimator" if problem is None else f"[sgpo] {problem}")
+        return 0 if problem is None else 1
+    try:
+        config = compose_config(args.overrides, args.config_dir, args.config_name)
+    except Exception as error:  # noqa: BLE001 - hydra's message names the bad override
+        print(f"[sgpo] preflight FAILED: the config does not compose: {error}", file=sys.stderr)
+        return 1
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(config))
+    report = run_checks(config)
+    print(report.render(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _check(report: PreflightReport, name: str, check) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # verl warns about disabled critics etc.; not our verdict
+            check()
+    except Exception as error:  # noqa: BLE001 - every failure becomes a line in the report
+        report.failures.append(f"{name}: {_describe(error)}")
+    else:
+        report.passed.append(name)
+
+
+def _describe(error: BaseException) -> str:
+    # hydra wraps verl's dataclass assertions; the innermost message is the useful one
+    while error.__cause__ is not None and not str(error).strip():
+        error = error.__cause__
+    text = str(error).strip() or type(error).__name__
+    return text.replace("\n", "\n        ")
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem is not None:
+        raise RuntimeError(problem)
+
+
+def _resolve_estimator(name: str) -> None:
+    from verl.trainer.ppo.core_algos import AdvantageEstimator, get_adv_estimator_fn
+
+    if name in (AdvantageEstimator.GAE.value, AdvantageEstimator.GRPO.value):
+        return  # handled inline by verl's compute_advantage
+    get_adv_estimator_fn(name)
+
+
+def _validate_sgpo(config: Any) -> None:
+    from recipe.sgpo.config import SGPOConfig
+
+    SGPOConfig.from_algorithm_config(config.algorithm)
+    if config.algorithm.get("use_kl_in_reward", False):
+        raise ValueError(
+            "algorithm.use_kl_in_reward=true mixes a KL term into the reward and breaks the SGPO reward "
+            "encoding; use actor_rollout_ref.actor.use_kl_loss=true instead"
+        )
+
+
+def _validate_group_size(config: Any) -> None:
+    n = int(config.actor_rollout_ref.rollout.n)
+    if n < MIN_GROUP_SIZE:
+        raise ValueError(
+            f"actor_rollout_ref.rollout.n={n}: {config.algorithm.adv_estimator} normalises inside groups of "
+            f"responses to one prompt and needs n >= {MIN_GROUP_SIZE}"
+        )
+
+
+def _resolve_reward_manager(config: Any) -> None:
+    from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+    from verl.trainer.ppo.reward import resolve_reward_manager_cls
+
+    cls = resolve_reward_manager_cls(config)
+    if not (isinstance(cls, type) and issubclass(cls, RewardManagerBase)):
+        raise TypeError(f"{cls!r} is not a subclass of verl's RewardManagerBase")
+
+
+def _verl_validate(config: Any) -> None:
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(
+        config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+    )
+
+
+def _non_null_leaves(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        leaves = []
+        for key, value in node.items():
+            leaves += _non_null_leaves(value, f"{prefix}.{key}" if prefix else str(key))
+        return leaves
+    return [] if node is None else [prefix]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
