@@ -1,0 +1,445 @@
+"""The preparation pipeline: read → map fields and normalise answers → validate → de-duplicate →
+contamination check → apply the prompt template → write parquet and a manifest.
+
+Nothing is written until every chosen dataset has been read and checked, so a bad row or an unreachable
+source stops the run with no partial output. Each file is written to a temporary name and renamed when
+complete. Output layout (``output_dir`` defaults to ``data/`` in the repository)::
+
+    data/<name>/<split>.parquet          the rows (data_prep/schema.py)
+    data/<name>/<split>.manifest.json    counts, template, source provenance, sha256 of the parquet
+    data/contamination_report.json       benchmark problems found in training sets (when checked)
+
+Re-running with the same inputs and options gives byte-identical files (no timestamps; deterministic
+order; fixed parquet settings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from data_prep import arith
+from data_prep.answers import ANSWER_RULES, AnswerError
+from data_prep.checks import MAX_REPORTED_EXAMPLES, DedupResult, Overlap, deduplicate, find_overlaps
+from data_prep.registry import REGISTRY, DatasetSpec, resolve_names
+from data_prep.schema import ROW_SCHEMA, BadRowError, Record, build_row, check_record
+from data_prep.sources import SourceLocation, SourceUnavailableError, load_split, locate, provenance, sha256_of
+from data_prep.templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
+
+#: Default output root: ``data/`` at the repository root (git-ignored).
+DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parents[1] / "data"
+
+#: Version of the conversion rules, recorded in every manifest; bump when output rows would change.
+DATA_PREP_VERSION = "1"
+
+#: Rows per parquet row group (and per progress-bar update while writing).
+WRITE_CHUNK_ROWS = 1000
+
+#: Rows fetched from a source at a time while converting.
+READ_BATCH_ROWS = 1000
+
+#: Name of the contamination report in the output root.
+CONTAMINATION_REPORT = "contamination_report.json"
+
+#: The split benchmark files are written as (contamination checks read it back from earlier runs).
+BENCHMARK_SPLIT = "test"
+
+
+class SourceSchemaError(ValueError):
+    """A source lacks a column its registry entry reads; the message names both and the fix."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Settings of one run of the pipeline (the CLI's flags map one-to-one onto these).
+
+    Attributes:
+        output_dir: Output root; files go to ``<output_dir>/<name>/<split>.parquet``.
+        template: Prompt template name (``data_prep/templates.py``).
+        source_dir: Folder of local hub snapshots laid out as ``<source_dir>/<owner>/<name>/``.
+        sources: Per-dataset local file or folder, overriding ``source_dir`` and the hub.
+        revisions: Per-dataset hub revision (branch, tag or commit) to read.
+        drop_bad_rows: Drop invalid rows (counted and reported) instead of stopping at the first.
+        decontaminate: Remove training rows whose problem is also a benchmark problem.
+        max_rows: Read at most this many rows per source split (quick trials); ``None`` reads all.
+        cache_dir: ``datasets`` cache folder (``None``: its default, ``~/.cache/huggingface/datasets``).
+        arith_seed: Seed of the synthetic arithmetic task.
+        arith_train_size: Problems in ``arith`` train.
+        arith_val_size: Problems in ``arith`` val.
+        arith: Difficulty settings of the arithmetic generator.
+        show_progress: Show progress bars (stderr).
+    """
+
+    output_dir: Path = DEFAULT_OUTPUT_DIR
+    template: str = DEFAULT_TEMPLATE
+    source_dir: Path | None = None
+    sources: dict[str, Path] = field(default_factory=dict)
+    revisions: dict[str, str] = field(default_factory=dict)
+    drop_bad_rows: bool = False
+    decontaminate: bool = False
+    max_rows: int | None = None
+    cache_dir: str | None = None
+    arith_seed: int = 0
+    arith_train_size: int = 2000
+    arith_val_size: int = 200
+    arith: arith.ArithConfig = field(default_factory=arith.ArithConfig)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        get_template(self.template)
+        for key in (*self.sources, *self.revisions):
+            if key not in REGISTRY:
+                raise ValueError(f"--source/--revision name {key!r} is not a dataset; known: {', '.join(REGISTRY)}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
+
+
+@dataclass
+class SplitResult:
+    """One converted split, before writing."""
+
+    spec: DatasetSpec
+    split: str
+    records: list[Record]
+    source: dict[str, Any]
+    counts: dict[str, Any]
+    dropped_examples: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_examples: list[tuple[str, str]] = field(default_factory=list)
+    removed_as_contaminated: int = 0
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One file the run wrote."""
+
+    dataset: str
+    split: str
+    rows: int
+    path: Path
+    manifest: Path
+    sha256: str
+
+
+# --------------------------------------------------------------------------------------------------
+# reading and converting
+# --------------------------------------------------------------------------------------------------
+
+
+def _get_path(row: dict[str, Any], dotted: str) -> Any:
+    value: Any = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def to_record(spec: DatasetSpec, row: dict[str, Any], source_index: int, source_split: str) -> Record:
+    """Map one source row to a :class:`Record`; raises :class:`BadRowError` naming the bad field."""
+    where = (spec.name, source_index)
+    problem = _get_path(row, spec.problem_field)
+    if spec.problem_transform is not None:
+        try:
+            problem = spec.problem_transform(problem)
+        except AnswerError as error:
+            raise BadRowError(*where, "problem", str(error)) from None
+    if isinstance(problem, str):
+        problem = problem.strip()
+
+    answer_source = spec.answer_field if spec.answer_field is not None else spec.solution_field
+    try:
+        answer = ANSWER_RULES[spec.answer_rule](_get_path(row, answer_source))
+    except AnswerError as error:
+        raise BadRowError(*where, "answer", str(error)) from None
+
+    solution = _get_path(row, spec.solution_field) if spec.solution_field else None
+    if isinstance(solution, str):
+        solution = solution.strip() or None
+
+    own_id = _get_path(row, spec.id_field) if spec.id_field else None
+    source_id = str(own_id).strip() if own_id is not None and str(own_id).strip() else f"{source_split}:{source_index}"
+    record = Record(problem=problem, answer=answer, reference_solution=solution, source_id=source_id, source_index=source_index)
+    return check_record(record, spec.name)
+
+
+def _iter_rows(dataset: Any, *, desc: str, show_progress: bool) -> Iterator[dict[str, Any]]:
+    with tqdm(total=len(dataset), desc=desc, unit="row", disable=not show_progress) as bar:
+        for batch in dataset.iter(batch_size=READ_BATCH_ROWS):
+            columns = list(batch)
+            size = len(batch[columns[0]]) if columns else 0
+            for offset in range(size):
+                yield {name: batch[name][offset] for name in columns}
+            bar.update(size)
+
+
+def _check_columns(spec: DatasetSpec, dataset: Any, location: SourceLocation) -> None:
+    available = set(dataset.column_names)
+    missing = [c for c in spec.source_columns if c not in available]
+    if missing:
+        raise SourceSchemaError(
+            f"dataset {spec.name!r} read from {location.path} has no column(s) {', '.join(map(repr, missing))} "
+            f"(it has: {', '.join(sorted(available))}). The registry entry in data_prep/registry.py expects "
+            f"the schema of {spec.hf_id}; point --source {spec.name}=... at that dataset, or update the entry "
+            "if the source changed its schema."
+        )
+
+
+def convert_source_split(
+    spec: DatasetSpec, location: SourceLocation, source_split: str, split: str, options: PrepareOptions
+) -> SplitResult:
+    """Read one split of a hub/local dataset and turn it into checked, de-duplicated records."""
+    dataset = load_split(location, source_split, name=spec.name, cache_dir=options.cache_dir)
+    _check_columns(spec, dataset, location)
+    dataset = dataset.select_columns(list(spec.source_columns))
+    source_rows = len(dataset)
+    if options.max_rows is not None and options.max_rows < source_rows:
+        dataset = dataset.select(range(options.max_rows))
+
+    records: list[Record] = []
+    excluded: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    dropped_examples: list[dict[str, Any]] = []
+    rows = _iter_rows(dataset, desc=f"{spec.name}/{split}: converting", show_progress=options.show_progress)
+    for source_index, row in enumerate(rows):
+        reason = spec.exclusion(row) if spec.exclusion is not None else None
+        if reason is not None:
+            excluded[reason] += 1
+            continue
+        try:
+            records.append(to_record(spec, row, source_index, source_split))
+        except BadRowError as error:
+            if not options.drop_bad_rows:
+                raise
+            dropped[error.field] += 1
+            if len(dropped_examples) < MAX_REPORTED_EXAMPLES:
+                dropped_examples.append({"source_index": error.index, "field": error.field, "reason": error.reason})
+
+    deduped = deduplicate(records)
+    counts = {
+        "source_rows": source_rows,
+        "rows_read": len(dataset),
+        "excluded_by_rule": dict(sorted(excluded.items())),
+        "bad_rows_dropped": dict(sorted(dropped.items())),
+        **_dedup_counts(deduped),
+    }
+    result = SplitResult(spec, split, deduped.kept, provenance(location), counts, dropped_examples, deduped.examples)
+    result.source["split"] = source_split
+    return result
+
+
+def _dedup_counts(deduped: DedupResult) -> dict[str, int]:
+    return {"duplicates_removed": deduped.removed, "duplicates_with_different_answer": deduped.conflicting_answers}
+
+
+def convert_arith(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
+    """Generate the ``arith`` splits (train first; val never repeats a train problem)."""
+    sizes = {"train": options.arith_train_size, "val": options.arith_val_size}
+    results, seen = [], set()
+    for _, split in spec.splits:
+        problems = arith.generate_problems(sizes[split], options.arith_seed, split=split, config=options.arith, exclude=seen)
+        seen.update(p.expression for p in problems)
+        records = [check_record(arith.to_record(p, i, split, options.arith_seed), spec.name) for i, p in enumerate(problems)]
+        deduped = deduplicate(records)
+        source = {"origin": "generated", "seed": options.arith_seed, "config": asdict(options.arith)}
+        counts = {"generated": len(problems), "excluded_by_rule": {}, "bad_rows_dropped": {}, **_dedup_counts(deduped)}
+        results.append(SplitResult(spec, split, deduped.kept, source, counts, [], deduped.examples))
+    return results
+
+
+def convert(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
+    """All splits of one registry dataset, converted and checked (nothing written)."""
+    if spec.generated:
+        return convert_arith(spec, options)
+    location = locate(
+        spec.name,
+        spec.hf_id,
+        spec.hf_config,
+        source_dir=options.source_dir,
+        overrides=options.sources,
+        revision=options.revisions.get(spec.name),
+    )
+    if location.origin == "local_file" and len(spec.splits) > 1:
+        raise SourceUnavailableError(f"--source {spec.name}=<file>: {spec.name} has several splits; give a folder")
+    return [convert_source_split(spec, location, source_split, split, options) for source_split, split in spec.splits]
+
+
+# --------------------------------------------------------------------------------------------------
+# contamination
+# --------------------------------------------------------------------------------------------------
+
+
+def _benchmark_records(results: list[SplitResult], options: PrepareOptions) -> tuple[dict[str, list[Record]], dict[str, str]]:
+    """Benchmark problems to check against: those converted in this run, else earlier runs' files."""
+    in_run = {r.spec.name: r.records for r in results if r.spec.kind == "benchmark"}
+    origins = {name: "this run" for name in in_run}
+    for spec in REGISTRY.values():
+        path = Path(options.output_dir) / spec.name / f"{BENCHMARK_SPLIT}.parquet"
+        if spec.kind == "benchmark" and spec.name not in in_run and path.is_file():
+            in_run[spec.name] = _records_from_file(path)
+            origins[spec.name] = f"{path} (sha256 {sha256_of(path)})"
+    return in_run, origins
+
+
+def _records_from_file(path: Path) -> list[Record]:
+    extra = pq.read_table(path, columns=["extra_info", "reward_model"]).to_pylist()
+    return [
+        Record(
+            problem=row["extra_info"]["problem"],
+            answer=row["reward_model"]["ground_truth"],
+            reference_solution=None,
+            source_id=row["extra_info"]["source_id"],
+            source_index=row["extra_info"]["index"],
+        )
+        for row in extra
+    ]
+
+
+def check_contamination(results: list[SplitResult], options: PrepareOptions) -> dict[str, Any] | None:
+    """Find benchmark problems in the training sets of this run; remove them when asked.
+
+    Returns the report (also written to the output root), or ``None`` when the run has no training set.
+    """
+    train_results = [r for r in results if r.spec.kind == "train"]
+    if not train_results:
+        return None
+    benchmarks, origins = _benchmark_records(results, options)
+    report: dict[str, Any] = {
+        "normalisation": "data_prep.checks.problem_key",
+        "benchmarks_checked": origins,
+        "decontaminated": options.decontaminate,
+        "training_sets": {},
+    }
+    for result in train_results:
+        overlaps: list[Overlap] = find_overlaps(result.spec.name, result.records, benchmarks)
+        per_benchmark = Counter(o.benchmark for o in overlaps)
+        contaminated = {o.train_source_index for o in overlaps}
+        report["training_sets"][f"{result.spec.name}/{result.split}"] = {
+            "rows_checked": len(result.records),
+            "contaminated_rows": len(contaminated),
+            "overlaps_per_benchmark": dict(sorted(per_benchmark.items())),
+            "overlaps": [asdict(o) for o in overlaps],
+        }
+        if options.decontaminate and contaminated:
+            before = len(result.records)
+            result.records = [r for r in result.records if r.source_index not in contaminated]
+            result.removed_as_contaminated = before - len(result.records)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------------
+
+
+def rows_for(result: SplitResult, template: PromptTemplate) -> list[dict[str, Any]]:
+    """The verl rows of a converted split (index = position in the file)."""
+    return [
+        build_row(
+            record,
+            dataset=result.spec.name,
+            split=result.split,
+            index=index,
+            prompt=template.messages(record.problem, answer_format_in_problem=result.spec.answer_format_in_problem),
+        )
+        for index, record in enumerate(result.records)
+    ]
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path, *, desc: str, show_progress: bool) -> None:
+    """Write ``rows`` with :data:`ROW_SCHEMA` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with tqdm(total=len(rows), desc=desc, unit="row", disable=not show_progress) as bar:
+        with pq.ParquetWriter(temporary, ROW_SCHEMA, compression="snappy") as writer:
+            for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+                chunk = rows[start : start + WRITE_CHUNK_ROWS]
+                writer.write_table(pa.Table.from_pylist(chunk, schema=ROW_SCHEMA))
+                bar.update(len(chunk))
+    os.replace(temporary, path)
+
+
+def write_json(payload: Any, path: Path) -> None:
+    """Write ``payload`` as stable, human-readable JSON, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def _manifest(result: SplitResult, template: PromptTemplate, parquet: Path, options: PrepareOptions) -> dict[str, Any]:
+    spec = result.spec
+    without_solution = sum(1 for r in result.records if r.reference_solution is None)
+    return {
+        "data_prep_version": DATA_PREP_VERSION,
+        "dataset": spec.name,
+        "data_source": spec.data_source,
+        "kind": spec.kind,
+        "split": result.split,
+        "file": parquet.name,
+        "sha256": sha256_of(parquet),
+        "rows": len(result.records),
+        "has_reference_solutions": spec.has_reference_solutions,
+        "rows_without_reference_solution": without_solution,
+        "answer_rule": spec.answer_rule,
+        "hf_id": spec.hf_id,
+        "source": result.source,
+        "template": template.manifest_entry(),
+        "counts": {**result.counts, "removed_as_contaminated": result.removed_as_contaminated, "written": len(result.records)},
+        "bad_row_examples": result.dropped_examples,
+        "duplicate_examples": [list(pair) for pair in result.duplicate_examples],
+        "options": {"drop_bad_rows": options.drop_bad_rows, "decontaminate": options.decontaminate, "max_rows": options.max_rows},
+    }
+
+
+def write_results(results: list[SplitResult], options: PrepareOptions) -> list[WrittenFile]:
+    template = get_template(options.template)
+    written = []
+    for result in results:
+        directory = Path(options.output_dir) / result.spec.name
+        parquet = directory / f"{result.split}.parquet"
+        manifest = directory / f"{result.split}.manifest.json"
+        rows = rows_for(result, template)
+        write_parquet(rows, parquet, desc=f"{result.spec.name}/{result.split}: writing", show_progress=options.show_progress)
+        payload = _manifest(result, template, parquet, options)
+        write_json(payload, manifest)
+        written.append(WrittenFile(result.spec.name, result.split, len(rows), parquet, manifest, payload["sha256"]))
+    return written
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What :func:`prepare` did.
+
+    Attributes:
+        written: The files written, in registry order.
+        contamination: The contamination report (also in ``<output_dir>/contamination_report.json``), or
+            ``None`` when the run prepared no training set.
+    """
+
+    written: list[WrittenFile]
+    contamination: dict[str, Any] | None
+
+
+def prepare(names: list[str] | tuple[str, ...], options: PrepareOptions | None = None) -> PrepareResult:
+    """Prepare the named datasets (or groups: ``benchmarks``, ``train``, ``all``) and write them.
+
+    Every dataset is read and checked before anything is written.
+    """
+    options = options or PrepareOptions()
+    specs = resolve_names(names)
+    if not specs:
+        raise ValueError("no dataset named; give dataset names or a group (benchmarks, train, all)")
+    results = [result for spec in specs for result in convert(spec, options)]
+    report = check_contamination(results, options)
+    written = write_results(results, options)
+    if report is not None:
+        write_json(report, Path(options.output_dir) / CONTAMINATION_REPORT)
+    return PrepareResult(written, report)
