@@ -73,7 +73,7 @@ def compute_sgpo_outcome_advantage(
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         correct, graded = decode_rewards(scores, settings.reward_band)
-        group = _group_ids(index, device=scores.device)
+        group = group_ids(index, device=scores.device)
         num_groups = int(group.max().item()) + 1 if group.numel() else 0
         group_size = torch.bincount(group, minlength=num_groups).to(scores.dtype)
         group_has_correct = torch.zeros(num_groups, dtype=scores.dtype, device=scores.device)
@@ -89,7 +89,7 @@ def compute_sgpo_outcome_advantage(
         values = torch.where(in_mixed_group, mixed_values, graded)  # graded = v = r / c when wrong
         # -------------------------------------------------------------------------------------------
 
-        mean, std = _group_mean_std(values, group, group_size)
+        mean, std = group_mean_std(values, group, group_size)
         mean = torch.where(singleton, torch.zeros_like(mean), mean)  # verl's grpo: mean 0, std 1
         std = torch.where(singleton, torch.ones_like(std), std)
         advantages = values - mean
@@ -106,13 +106,13 @@ def compute_sgpo_outcome_advantage(
     return advantages, advantages
 
 
-def _group_ids(index: np.ndarray, device: torch.device) -> torch.Tensor:
+def group_ids(index: np.ndarray, device: torch.device) -> torch.Tensor:
     """Dense integer group ids ``0..G-1`` for arbitrary (hashable, sortable) uid values."""
     _, inverse = np.unique(np.asarray(index), return_inverse=True)
     return torch.as_tensor(inverse.reshape(-1), dtype=torch.long, device=device)
 
 
-def _group_mean_std(
+def group_mean_std(
     values: torch.Tensor, group: torch.Tensor, group_size: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample mean and unbiased standard deviation of ``values`` over each sample's group.

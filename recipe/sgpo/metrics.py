@@ -1,0 +1,104 @@
+"""Per-step SGPO training metrics, under stable ``sgpo/...`` names for wandb / tensorboard / console.
+
+Computed from what a training step already holds: the encoded rewards (the estimator's input), the group
+ids, and the SGPO reward manager's extra info per response (reward/manager.py ``EXTRA_INFO_KEYS``).
+Group statistics use the estimator's own helpers, so "usable signal" here means exactly what the
+estimator does with a group.
+
+==============================================  =====================================================
+name                                            meaning (per training step)
+==============================================  =====================================================
+sgpo/accuracy                                   share of responses whose final answer is correct
+sgpo/groups/all_negative_share                  share of groups in which every response is wrong
+sgpo/groups/all_positive_share                  share of groups in which every response is correct
+sgpo/all_negative/usable_signal_share           share of all-negative groups whose graded values
+                                                spread by at least ``algorithm.sgpo.min_spread``
+                                                (the groups SGPO teaches from; GRPO: none)
+sgpo/all_negative/graded_value/mean             mean ``g`` of the judged responses of those groups
+sgpo/all_negative/graded_value/group_std_mean   mean within-group std of ``v = r / c`` over them
+sgpo/judge/called                               responses sent to the judge
+sgpo/judge/judged                               ... that came back with a usable verdict
+sgpo/judge/failures                             ... that failed (any reason)
+sgpo/judge/timeouts                             ... that ran out of time
+sgpo/judge/parse_failures                       ... whose answer had no valid verdict
+sgpo/judge/latency_s/mean, .../max              seconds per judge call (called responses)
+sgpo/grade/timeouts                             gradings that hit their time bound (scored wrong)
+sgpo/groups/incomplete_responses                wrong responses whose group never completed in time
+sgpo/rows/malformed                             rows without a ground truth (scored wrong)
+==============================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from recipe.sgpo.advantage import group_ids, group_mean_std
+from recipe.sgpo.config import SGPOConfig
+from reward.encoding import decode_rewards
+from reward.rendezvous import INCOMPLETE
+
+
+def sgpo_step_metrics(
+    uids: Sequence[Any],
+    scores: torch.Tensor,
+    extra_infos: Sequence[Mapping[str, Any] | None],
+    settings: SGPOConfig,
+) -> dict[str, float]:
+    """The ``sgpo/...`` metrics of one training step (see the module docstring for each name).
+
+    Args:
+        uids: group id of each response.
+        scores: ``(bs,)`` encoded rewards (row sums of ``token_level_scores``).
+        extra_infos: the reward manager's extra info of each response (missing keys count as absent).
+        settings: the estimator's settings (band and minimum spread).
+    """
+    scores = scores.detach().float().cpu()
+    correct, graded = decode_rewards(scores, settings.reward_band)
+    group = group_ids(np.asarray(uids, dtype=object), device=scores.device)
+    size = torch.bincount(group).to(scores.dtype)
+    correct_count = torch.zeros_like(size).index_add_(0, group, correct.to(scores.dtype))
+    all_negative = correct_count == 0
+    all_positive = correct_count == size
+    _, std = group_mean_std(graded, group, size)
+    group_std = torch.zeros_like(size).index_add_(0, group, std) / size  # std is per sample; undo the broadcast
+    usable = all_negative & (size >= 2) & (group_std >= settings.min_spread)
+
+    infos = [info or {} for info in extra_infos]
+    in_all_negative = all_negative[group].tolist()
+    judged_g = [
+        float(info["graded_value"])
+        for info, negative in zip(infos, in_all_negative)
+        if negative and info.get("graded_value") is not None
+    ]
+    latencies = [float(info.get("judge_latency_s", 0.0)) for info in infos if info.get("judge_called")]
+    return {
+        "sgpo/accuracy": correct.float().mean().item(),
+        "sgpo/groups/all_negative_share": all_negative.float().mean().item(),
+        "sgpo/groups/all_positive_share": all_positive.float().mean().item(),
+        "sgpo/all_negative/usable_signal_share": _share(usable.sum(), all_negative.sum()),
+        "sgpo/all_negative/graded_value/mean": float(np.mean(judged_g)) if judged_g else 0.0,
+        "sgpo/all_negative/graded_value/group_std_mean": (
+            group_std[all_negative & (size >= 2)].mean().item() if bool((all_negative & (size >= 2)).any()) else 0.0
+        ),
+        "sgpo/judge/called": _count(infos, "judge_called"),
+        "sgpo/judge/judged": _count(infos, "judged"),
+        "sgpo/judge/failures": _count(infos, "judge_failed"),
+        "sgpo/judge/timeouts": _count(infos, "judge_timeout"),
+        "sgpo/judge/parse_failures": _count(infos, "judge_parse_error"),
+        "sgpo/judge/latency_s/mean": float(np.mean(latencies)) if latencies else 0.0,
+        "sgpo/judge/latency_s/max": float(np.max(latencies)) if latencies else 0.0,
+        "sgpo/grade/timeouts": _count(infos, "grade_timeout"),
+        "sgpo/groups/incomplete_responses": float(sum(info.get("group_state") == INCOMPLETE for info in infos)),
+        "sgpo/rows/malformed": _count(infos, "malformed_row"),
+    }
+
+
+def _count(infos: Sequence[Mapping[str, Any]], key: str) -> float:
+    return float(sum(bool(info.get(key)) for info in infos))
+
+
+def _share(part: torch.Tensor, whole: torch.Tensor) -> float:
+    return float(part) / float(whole) if float(whole) > 0 else 0.0

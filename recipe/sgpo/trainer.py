@@ -1,0 +1,85 @@
+"""verl V1 trainers that add the ``sgpo/...`` metrics (recipe/sgpo/metrics.py) to every training step's log.
+
+verl 0.9.1's V1 trainers log reward extra info only for validation; training steps get verl's own
+metrics. The documented way to change a V1 trainer is its registry (``register_trainer``, selected by
+``trainer.v1.trainer_mode``), so we register, for each of verl's modes, a subclass whose
+``_compute_metrics`` also reads the step's group ids, encoded rewards and reward extra info from
+TransferQueue and logs the SGPO metrics::
+
+    trainer.v1.trainer_mode=sgpo_sync            (the yaml's default; also sgpo_colocate_async, sgpo_separate_async)
+
+verl compares ``trainer_mode`` with ``"sync"`` in many places, so each subclass writes its base mode back
+into the config before verl's ``__init__`` reads it: the run behaves exactly like verl's own mode.
+A failure while computing these metrics is logged and never stops training.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import open_dict
+
+logger = logging.getLogger("sgpo.trainer")
+
+#: verl's V1 trainer modes we wrap, and the prefix of our registered names.
+BASE_TRAINER_MODES = ("sync", "colocate_async", "separate_async")
+TRAINER_MODE_PREFIX = "sgpo_"
+
+#: TransferQueue fields the metrics need (all written by verl's agent loop and reward loop).
+METRIC_FIELDS = ["uid", "rm_scores", "extra_fields"]
+
+
+class SGPOMetricsMixin:
+    """Adds ``sgpo/...`` metrics after verl's own in ``_compute_metrics``."""
+
+    def _compute_metrics(self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int) -> None:
+        super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
+        try:
+            metrics.update(self._sgpo_metrics(batch))
+        except Exception:  # noqa: BLE001 - metrics must never stop a training run
+            logger.exception("sgpo metrics could not be computed for step %s; continuing", global_steps)
+
+    def _sgpo_metrics(self, batch: Any) -> dict[str, float]:
+        import transfer_queue as tq
+
+        from recipe.sgpo.config import SGPOConfig
+        from recipe.sgpo.metrics import sgpo_step_metrics
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=METRIC_FIELDS)
+        keep = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        uids = [data["uid"].tolist()[i] for i in keep]
+        scores = data["rm_scores"].to_padded_tensor(0.0).sum(dim=-1)[keep]
+        extra_fields = data["extra_fields"].tolist()
+        infos = [_reward_extra_info(extra_fields[i]) for i in keep]
+        return sgpo_step_metrics(uids, scores, infos, SGPOConfig.from_algorithm_config(self.config.algorithm))
+
+
+def _reward_extra_info(extra_field: Any) -> dict:
+    if isinstance(extra_field, dict):
+        return extra_field.get("reward_extra_info") or {}
+    return {}
+
+
+def _register_sgpo_trainers() -> None:
+    from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
+    from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
+
+    for base_mode in BASE_TRAINER_MODES:
+        name = TRAINER_MODE_PREFIX + base_mode
+        if name in TRAINER_REGISTRY:
+            continue
+        base = get_trainer_cls(base_mode)
+        register_trainer(name)(_subclass(base, base_mode))
+
+
+def _subclass(base: type, base_mode: str) -> type:
+    def __init__(self, config, *args, **kwargs):
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = base_mode  # verl's code compares the mode string
+        base.__init__(self, config, *args, **kwargs)
+
+    return type(f"SGPO{base.__name__}", (SGPOMetricsMixin, base), {"__init__": __init__, "__module__": __name__})
+
+
+_register_sgpo_trainers()
