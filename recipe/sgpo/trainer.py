@@ -48,10 +48,12 @@ class SGPOMetricsMixin:
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=METRIC_FIELDS)
         keep = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
-        uids = [data["uid"].tolist()[i] for i in keep]
+        # Non-tensor fields come back as a list subclass, a NonTensorStack or an array depending on the
+        # TransferQueue backend; list(...) normalises all of them (as verl's own trainer does).
+        all_uids, all_extra_fields = list(data["uid"]), list(data["extra_fields"])
+        uids = [str(all_uids[i]) for i in keep]
+        infos = [_reward_extra_info(all_extra_fields[i]) for i in keep]
         scores = data["rm_scores"].to_padded_tensor(0.0).sum(dim=-1)[keep]
-        extra_fields = data["extra_fields"].tolist()
-        infos = [_reward_extra_info(extra_fields[i]) for i in keep]
         return sgpo_step_metrics(uids, scores, infos, SGPOConfig.from_algorithm_config(self.config.algorithm))
 
 
