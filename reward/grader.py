@@ -1,0 +1,796 @@
+"""The outcome grader: is a response's final answer equal to the reference answer?
+
+One grader for training, validation and evaluation, so every benchmark is scored the same way
+(``o`` in SGPO.md §2). For one response:
+
+1. **Final answer.** The content of the last ``\\boxed{…}`` or ``\\fbox{…}`` (balanced braces,
+   escaped ``\\{ \\}`` ignored), searched only in the part of the response that
+   :attr:`GraderConfig.think_mode` selects (by default the text after ``</think>``). No box, an empty
+   box, a box cut off by the end of the response or a box longer than the limit → no final answer →
+   wrong. See :func:`extract_final_answer`.
+2. **Fast path, in-process.** Both answers are canonicalised conservatively (whitespace, ``$``,
+   ``\\left``/``\\right``, ``\\dfrac``); identical strings are equal, two plain integers are compared as
+   integers. Verdicts already computed are served from an LRU cache.
+3. **math-verify, in a worker process with a hard time bound.** Otherwise both answers are parsed as
+   ``\\boxed{…}`` LaTeX by math-verify and compared with its ``verify`` (gold first). math-verify can
+   hang on pathological LaTeX, and its own time-out uses ``signal.alarm``, which works only in a
+   process's main thread — verl's reward workers call scorers from threads of an asyncio Ray actor.
+   So comparisons run in a small pool of worker processes; a comparison that is not finished after
+   ``timeout_s`` has its worker killed (SIGKILL) and replaced, and counts as **wrong**, with
+   ``timed_out=True`` (``method="timeout"``).
+
+Time bound: the comparison itself (from the moment a worker takes it to the verdict) never lasts
+longer than ``timeout_s`` plus the time to kill the worker and wake the waiting thread (milliseconds).
+A call may first wait for a free worker (``GradeResult.queue_s``, FIFO; on the first call and after a
+kill also for the worker to start): that wait is not charged to the bound, because a verdict must not
+turn wrong just because the machine is busy. So ``latency_s - queue_s <= timeout_s + overhead``.
+
+Worker pool lifecycle: worker processes start lazily, on the first comparison that needs math-verify
+(about 1 s each: a new interpreter importing math-verify; :meth:`OutcomeGrader.warm_up` starts them
+ahead); a killed or crashed worker is replaced on the next call; :meth:`OutcomeGrader.close` (also run
+by the garbage collector and at interpreter exit) stops them all and reaps them (no zombies). Workers
+are plain subprocesses (``reward/grade_worker.py``), not ``multiprocessing`` children, so nothing
+depends on the parent's ``__main__`` or start method, and they are safe to start from a
+multi-threaded Ray actor. They exit by themselves when the parent dies (Linux ``PR_SET_PDEATHSIG``,
+end of their request pipe), so no worker outlives the grader's process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
+
+#: Where the grader's settings live in the trainer config; used in every error message.
+CONFIG_PREFIX = "reward.sgpo.grader"
+
+THINK_MODES = ("auto", "required", "ignore")
+
+#: Seconds a new worker may take to start and import math-verify before it is given up on (the call
+#: that needed it then gets ``method="error"``). About 1 s on an idle 2-core machine; generous
+#: because a node may be busy loading models when the first reward is computed.
+WORKER_START_TIMEOUT_S = 120.0
+
+#: Seconds to wait for a worker to exit after a polite stop (``close``) or after SIGKILL.
+WORKER_EXIT_WAIT_S = 5.0
+
+#: Plain integers up to this many digits are compared in-process; longer digit strings go to
+#: math-verify (Python refuses to convert very long digit strings to int).
+MAX_FAST_INTEGER_DIGITS = 100
+
+#: How many "bad reference answer" warnings are logged per process (then they are only counted).
+MAX_BAD_INPUT_WARNINGS = 10
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_BRACE_TOKEN = re.compile(r"\\[\\{}]|[{}]")  # \\ \{ \} are not grouping braces; { } are
+_BRACELESS_ANSWER = re.compile(r"[^\s$]+")  # `\boxed 5$`: the answer runs to whitespace or `$`
+_INTEGER = re.compile(rf"-?\d{{1,{MAX_FAST_INTEGER_DIGITS}}}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings and result
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraderConfig:
+    """Settings of the outcome grader (``reward.sgpo.grader.*`` in the trainer config).
+
+    Attributes:
+        timeout_s: Hard bound, in seconds, on one math-verify comparison (parsing both answers and
+            comparing them), enforced by killing the worker process. A comparison that runs past it
+            counts as wrong and is reported (``timed_out=True``). Default 5 s: math-verify's own
+            per-operation default; every legitimate comparison we measured (the equivalence table in
+            ``tests/test_grader_on_cpu.py``, the benchmark set) takes under 0.3 s, while pathological
+            LaTeX (power towers, deep nesting) runs for minutes. A timed-out comparison holds one
+            worker for this long, so larger values slow a batch that contains hanging answers.
+        num_workers: Worker processes for math-verify comparisons (per grader, i.e. per verl reward
+            worker). Each holds about 100 MB (sympy). Comparisons are a few milliseconds each and the
+            fast path needs none, so 2 keeps up with a reward worker's share of a batch while one
+            worker is stuck on a timed-out answer.
+        max_answer_chars: Longest box content, in characters beyond the reference answer's own
+            length, that is accepted as a final answer; a longer box (or one whose closing brace is not
+            found within that many characters) is no usable final answer → wrong (``method="too_long"``).
+            It bounds the in-process extraction scan and keeps megabyte strings out of math-verify.
+            Reference answers are short (MATH500's longest is under 100 characters), so 1000 is ample.
+        think_mode: Which part of the response may hold the final answer when it has a reasoning block.
+            ``auto`` (default): if the response contains ``</think>``, only the text after the last
+            ``</think>``; a ``<think>`` that is never closed means the model never answered (no final
+            answer); otherwise the whole response. ``required``: a response without ``</think>`` has no
+            final answer — for chat templates that open ``<think>`` in the prompt (DeepSeek-R1-Distill),
+            whose truncated responses would otherwise be graded on draft boxes inside the reasoning.
+            ``ignore``: the whole response, tags included.
+        exact_match_first: Decide in-process, without math-verify, when the canonicalised answers are
+            identical or both are plain integers. Only ``False`` for checking that this path agrees with
+            math-verify (the tests do); it never changes a verdict, only the speed.
+        cache_size: Verdicts kept in an in-process LRU cache keyed by (answer, reference); a group of
+            ``n`` responses often repeats the same wrong answer. Only finished comparisons are cached
+            (never time-outs or errors). 0 disables the cache.
+    """
+
+    timeout_s: float = 5.0
+    num_workers: int = 2
+    max_answer_chars: int = 1000
+    think_mode: str = "auto"
+    exact_match_first: bool = True
+    cache_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        _require_number(self.timeout_s, "timeout_s", minimum=0.0, exclusive=True)
+        _require_int(self.num_workers, "num_workers", minimum=1)
+        _require_int(self.max_answer_chars, "max_answer_chars", minimum=1)
+        _require_int(self.cache_size, "cache_size", minimum=0)
+        if not isinstance(self.exact_match_first, bool):
+            raise ValueError(f"{CONFIG_PREFIX}.exact_match_first must be true or false, got {self.exact_match_first!r}")
+        if self.think_mode not in THINK_MODES:
+            raise ValueError(
+                f"{CONFIG_PREFIX}.think_mode must be one of {', '.join(THINK_MODES)}; got {self.think_mode!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "GraderConfig":
+        """Build from the ``reward.sgpo.grader`` section (dict or OmegaConf DictConfig); None → defaults.
+
+        Raises:
+            ValueError: on an unknown key (a typo must not silently fall back to a default) or an invalid
+                value; the message names the full key, e.g. ``reward.sgpo.grader.timeout_s``.
+        """
+        if mapping is None:
+            return cls()
+        if not isinstance(mapping, Mapping) and not hasattr(mapping, "items"):
+            raise ValueError(f"{CONFIG_PREFIX} must be a mapping of settings, got {type(mapping).__name__}")
+        values = dict(mapping.items())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """The verdict on one response.
+
+    Attributes:
+        correct: the final answer equals the reference (``o = 1``).
+        extracted_answer: the final answer as found in the response (box content, stripped); None when
+            the response has no usable final answer (then ``correct`` is False).
+        timed_out: the math-verify comparison ran past ``timeout_s`` and was killed (counts as wrong).
+        method: how the verdict was reached: ``exact`` (fast path), ``cache``, ``math_verify``,
+            ``no_answer`` (no box, empty box, unclosed box or unfinished reasoning), ``too_long`` (box
+            longer than the limit), ``timeout``, ``error`` (bad reference answer, a crashed or
+            unstartable worker; counts as wrong).
+        latency_s: wall-clock seconds from the call to the verdict, ``queue_s`` included.
+        queue_s: seconds of ``latency_s`` spent waiting for a free worker (or for one to start); 0 when
+            no worker was needed. ``latency_s - queue_s <= timeout_s`` plus milliseconds.
+    """
+
+    correct: bool
+    extracted_answer: str | None
+    timed_out: bool
+    method: str
+    latency_s: float
+    queue_s: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Final-answer extraction and the in-process fast path
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What :func:`extract_final_answer` found: ``answer`` (None if unusable) and why (``reason``)."""
+
+    answer: str | None
+    reason: str  # "found", "no_answer" or "too_long"
+
+
+def extract_final_answer(response: str, think_mode: str = "auto", max_chars: int = 1000) -> Extraction:
+    """Find the final answer: the content of the last ``\\boxed`` / ``\\fbox`` in the graded text.
+
+    The graded text is chosen by ``think_mode`` (see :class:`GraderConfig`). The *last occurrence* of
+    ``\\boxed`` or ``\\fbox`` (not followed by a letter) is the final answer — several boxes → the last;
+    nested boxes → the innermost, which is the last occurrence. Its argument is ``{…}`` with balanced
+    braces (``\\{``, ``\\}`` and ``\\\\`` do not count), or, LaTeX's brace-less form ``\\boxed 5``, the
+    run of characters up to the next whitespace or ``$``. Only that one occurrence is considered:
+    if it is empty or never closed (the response was cut off while answering) there is no final
+    answer — an earlier box would be a draft, not the answer. Cost: C-speed searches over the
+    response plus a Python scan of at most ``max_chars`` characters, whatever the response length.
+    """
+    text = _graded_text(response, think_mode)
+    if text is None:
+        return Extraction(None, "no_answer")
+    start = _last_box_argument_start(text)
+    if start is None:
+        return Extraction(None, "no_answer")
+    while start < len(text) and text[start].isspace():
+        start += 1
+    if start >= len(text):
+        return Extraction(None, "no_answer")
+    if text[start] != "{":
+        match = _BRACELESS_ANSWER.match(text, start, min(len(text), start + max_chars + 1))
+        answer = match.group(0) if match else ""
+        if len(answer) > max_chars:
+            return Extraction(None, "too_long")
+        return _found(answer)
+    depth = 0
+    window_end = min(len(text), start + max_chars + 2)  # content plus its two braces
+    for token in _BRACE_TOKEN.finditer(text, start, window_end):
+        brace = token.group(0)
+        if brace == "{":
+            depth += 1
+        elif brace == "}":
+            depth -= 1
+            if depth == 0:
+                return _found(text[start + 1 : token.start()])
+    return Extraction(None, "too_long" if window_end < len(text) else "no_answer")
+
+
+def _found(answer: str) -> Extraction:
+    answer = answer.strip()
+    return Extraction(answer, "found") if answer else Extraction(None, "no_answer")
+
+
+def _graded_text(response: str, think_mode: str) -> str | None:
+    """The part of ``response`` that may hold the final answer, or None when it cannot hold one."""
+    if think_mode == "ignore":
+        return response
+    close = response.rfind(_THINK_CLOSE)
+    if close >= 0:
+        return response[close + len(_THINK_CLOSE) :]
+    if think_mode == "required" or _THINK_OPEN in response:
+        return None  # reasoning never finished, so the model never gave its answer
+    return response
+
+
+def _last_box_argument_start(text: str) -> int | None:
+    """Index just after the last ``\\boxed`` / ``\\fbox`` command in ``text`` (None if there is none)."""
+    best = None
+    for command in _BOX_COMMANDS:
+        end = len(text)
+        while True:
+            at = text.rfind(command, 0, end)
+            if at < 0:
+                break
+            after = at + len(command)
+            if after >= len(text) or not text[after].isalpha():  # `\boxedfoo` is another command
+                if best is None or after > best:
+                    best = after
+                break
+            end = at
+    return best
+
+
+_SPACING_COMMANDS = re.compile(r"\\[,;:!> ]|\\q?quad(?![a-zA-Z])|~")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![a-zA-Z])")
+_FRAC_VARIANTS = re.compile(r"\\[dt]frac(?![a-zA-Z])")
+_DROPPABLE_SPACE = re.compile(r"(?<![0-9A-Za-z])\s+|\s+(?![0-9A-Za-z])")
+
+
+def canonical_answer(answer: str) -> str:
+    """Canonical form for the exact-match path; deliberately conservative.
+
+    It only removes what cannot change a value: surrounding whitespace and ``$``, one trailing period,
+    LaTeX spacing commands, ``\\left``/``\\right``, the ``\\dfrac``/``\\tfrac`` spellings of ``\\frac``,
+    and whitespace unless it separates two letters or digits (``\\pi r`` and ``1 2`` keep theirs).
+    """
+    text = answer.strip()
+    while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
+        text = text[1:-1].strip()
+    if text.endswith(".") and not text.endswith("\\."):
+        text = text[:-1]
+    text = _SPACING_COMMANDS.sub(" ", text)
+    text = _LEFT_RIGHT.sub("", text)
+    text = _FRAC_VARIANTS.sub(r"\\frac", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return _DROPPABLE_SPACE.sub("", text)
+
+
+def exact_verdict(answer: str, reference: str) -> bool | None:
+    """The fast path: True/False when it can decide without math-verify, else None.
+
+    Identical canonical strings are equal; two plain integers (up to ``MAX_FAST_INTEGER_DIGITS``
+    digits, leading zeros allowed) are equal iff their values are. Everything else → None.
+    """
+    a, b = canonical_answer(answer), canonical_answer(reference)
+    if a == b and a:
+        return True
+    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(b):
+        return int(a) == int(b)
+    return None
+
+
+def reference_answer(ground_truth: Any) -> str | None:
+    """The reference answer as a string: numbers are converted, a boxed reference is unboxed.
+
+    Returns None for an unusable reference (empty, or not a string or number).
+    """
+    if isinstance(ground_truth, bool) or not isinstance(ground_truth, (str, int, float)):
+        return None
+    text = str(ground_truth).strip()
+    if any(command in text for command in _BOX_COMMANDS):
+        text = extract_final_answer(text, think_mode="ignore", max_chars=len(text)).answer or ""
+    text = text.strip()
+    while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
+        text = text[1:-1].strip()
+    return text or None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker processes (math-verify)
+# ---------------------------------------------------------------------------------------------------
+
+
+_WORKER_FILE = Path(__file__).with_name("grade_worker.py")
+
+#: Runs in ``python -c``: load grade_worker.py by path (not through the ``reward`` package, whose
+#: ``__init__`` may import heavy modules), with the parent's ``sys.path``, and run it.
+_WORKER_BOOTSTRAP = (
+    "import importlib.util, json, sys\n"
+    "sys.path[:] = json.loads(sys.argv[2])\n"
+    "spec = importlib.util.spec_from_file_location('sgpo_grade_worker', sys.argv[1])\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(module)\n"
+    "module.main()\n"
+)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # "ok", "timeout" or "error"
+    correct: bool = False
+    queue_s: float = 0.0
+
+
+class _Worker:
+    """One math-verify worker process (reward/grade_worker.py) and the parent's ends of its pipes."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_BOOTSTRAP, str(_WORKER_FILE), json.dumps(sys.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        self._requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self._replies = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.ready = False
+        self._request_ids = itertools.count()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        try:
+            if not self.ready and self._replies.poll(timeout_s):
+                self.ready = self._replies.recv()[0] == "ready"
+        except (EOFError, OSError):
+            self.ready = False
+        return self.ready
+
+    def compare(self, answer: str, reference: str, timeout_s: float) -> _Outcome:
+        """Send one comparison and wait at most ``timeout_s`` for the verdict. Never raises."""
+        request_id = next(self._request_ids)
+        try:
+            self._requests.send((request_id, answer, reference))
+            deadline = time.monotonic() + timeout_s
+            while self._replies.poll(max(0.0, deadline - time.monotonic())):
+                reply_id, status, value = self._replies.recv()
+                if reply_id == request_id:
+                    if status == "ok":
+                        return _Outcome("ok", correct=bool(value))
+                    logger.warning("[sgpo] grader: math-verify failed on an answer (%s); counted as wrong", value)
+                    return _Outcome("error")
+            return _Outcome("timeout")
+        except (EOFError, OSError) as error:  # the worker died (e.g. out of memory)
+            logger.warning("[sgpo] grader: worker process %s died (%s); it will be replaced", self.process.pid, error)
+            return _Outcome("error")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the worker and wait until it is gone (reaped: no zombie)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(WORKER_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:  # not seen in practice: SIGKILL cannot be ignored
+            logger.error("[sgpo] grader: worker process %s did not exit after SIGKILL", self.process.pid)
+        self._requests.close()
+        self._replies.close()
+
+    def stop(self) -> None:
+        """Ask the worker to exit (it finishes nothing: it is idle or its caller is gone), else kill it."""
+        try:
+            self._requests.send(None)
+            self.process.wait(WORKER_EXIT_WAIT_S if self.ready else 0)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+class _WorkerPool:
+    """``num_workers`` threads, each owning one worker process; FIFO queue in front of them.
+
+    A comparison runs in a pool thread, which blocks on its worker's pipe, so callers (event loop or
+    any thread) never block on math-verify. Threads and processes are created lazily.
+    """
+
+    def __init__(self, num_workers: int, stats: "_Stats") -> None:
+        self._num_workers = num_workers
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._workers: set[_Worker] = set()
+        self._owner_pid = os.getpid()
+
+    def submit(self, answer: str, reference: str, timeout_s: float):
+        """Schedule one comparison; returns a ``concurrent.futures.Future`` of an :class:`_Outcome`."""
+        submitted = time.monotonic()
+        return self._get_executor().submit(self._compare, answer, reference, timeout_s, submitted)
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._owner_pid != os.getpid():  # we are a forked copy: the workers belong to the parent
+                self._executor, self._workers, self._owner_pid = None, set(), os.getpid()
+                self._local = threading.local()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._num_workers, thread_name_prefix="sgpo-grader")
+            return self._executor
+
+    def _compare(self, answer: str, reference: str, timeout_s: float, submitted: float) -> _Outcome:
+        worker = self._thread_worker()
+        queue_s = time.monotonic() - submitted
+        if worker is None:
+            return _Outcome("error", queue_s=queue_s)
+        outcome = worker.compare(answer, reference, timeout_s)
+        if outcome.status != "ok" and not (outcome.status == "error" and worker.alive):
+            # timed out (still busy: kill it) or died: replace it on the next call
+            self._discard(worker)
+            if outcome.status == "timeout":
+                self._stats.add("worker_kills")
+        return _Outcome(outcome.status, outcome.correct, queue_s)
+
+    def _thread_worker(self) -> _Worker | None:
+        """This pool thread's worker, started (and waited for) if there is none or it died."""
+        worker = getattr(self._local, "worker", None)
+        if worker is not None and worker.alive:
+            return worker
+        if worker is not None:
+            self._discard(worker)
+        try:
+            worker = _Worker()
+        except Exception as error:  # e.g. out of processes or memory
+            logger.error("[sgpo] grader: could not start a math-verify worker process: %s", error)
+            return None
+        with self._lock:
+            self._workers.add(worker)
+        self._stats.add("worker_starts")
+        if not worker.wait_ready(WORKER_START_TIMEOUT_S):
+            logger.error(
+                "[sgpo] grader: a math-verify worker process did not start within %.0f s; "
+                "check that math-verify imports in this environment (python -c 'import math_verify')",
+                WORKER_START_TIMEOUT_S,
+            )
+            self._discard(worker)
+            return None
+        self._local.worker = worker
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._workers.discard(worker)
+        if getattr(self._local, "worker", None) is worker:
+            self._local.worker = None
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Stop all workers and threads; the pool starts again lazily if used afterwards."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            workers, self._workers = list(self._workers), set()
+            self._local = threading.local()
+            owned = self._owner_pid == os.getpid()
+        if not owned:
+            return
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.stop()
+
+
+class _Stats:
+    """Thread-safe counters (cumulative since the grader was created)."""
+
+    NAMES = ("calls", "exact", "cache", "math_verify", "no_answer", "too_long", "timeouts", "errors",
+             "worker_starts", "worker_kills")  # fmt: skip
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class _VerdictCache:
+    """A thread-safe LRU of (answer, reference) → correct."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, str], bool] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> bool | None:
+        if not self._size:
+            return None
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, str], value: bool) -> None:
+        if not self._size:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The grader
+# ---------------------------------------------------------------------------------------------------
+
+_METHOD_COUNTER = {"exact": "exact", "cache": "cache", "math_verify": "math_verify", "no_answer": "no_answer",
+                   "too_long": "too_long", "timeout": "timeouts", "error": "errors"}  # fmt: skip
+
+
+class OutcomeGrader:
+    """Grades responses against reference answers; safe to share between threads and coroutines.
+
+    ``grade`` (blocking) and ``agrade`` (awaitable; never blocks the event loop on math-verify) never
+    raise (except ``asyncio.CancelledError`` when the caller cancels ``agrade``) and never let a
+    comparison run past ``config.timeout_s`` (module docstring: time bound). Use one grader per process
+    (e.g. one per verl reward worker); :meth:`close` stops its worker processes (idempotent; a later
+    call starts them again).
+    """
+
+    def __init__(self, config: GraderConfig | None = None) -> None:
+        self.config = config or GraderConfig()
+        self._stats = _Stats()
+        self._cache = _VerdictCache(self.config.cache_size)
+        self._pool = _WorkerPool(self.config.num_workers, self._stats)
+        self._bad_input_warnings = 0
+        self._finalizer = weakref.finalize(self, _WorkerPool.close, self._pool)
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def grade(self, response: str, ground_truth: str) -> GradeResult:
+        """Grade one response (blocking; safe from any thread)."""
+        started = time.monotonic()
+        try:
+            prepared = self._prepare(response, ground_truth, started)
+            if isinstance(prepared, GradeResult):
+                return prepared
+            answer, reference = prepared
+            outcome = self._pool.submit(answer, reference, self.config.timeout_s).result()
+            return self._finish(answer, reference, outcome, started)
+        except Exception as error:  # never raise into the reward loop
+            return self._internal_error(error, started)
+
+    async def agrade(self, response: str, ground_truth: str) -> GradeResult:
+        """Grade one response without blocking the event loop (many may run concurrently)."""
+        started = time.monotonic()
+        try:
+            prepared = self._prepare(response, ground_truth, started)
+            if isinstance(prepared, GradeResult):
+                return prepared
+            answer, reference = prepared
+            future = self._pool.submit(answer, reference, self.config.timeout_s)
+            outcome = await asyncio.wrap_future(future)
+            return self._finish(answer, reference, outcome, started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            return self._internal_error(error, started)
+
+    def warm_up(self) -> None:
+        """Optionally start the worker processes now (blocking, about 1 s) instead of on first use."""
+        futures = [self._pool.submit("1", "1", self.config.timeout_s) for _ in range(self.config.num_workers)]
+        for future in futures:
+            future.result()
+
+    def stats(self) -> dict[str, int]:
+        """Cumulative counts: calls, verdicts by method, time-outs, errors, worker starts and kills."""
+        return self._stats.snapshot()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for tests and diagnostics)."""
+        return self._pool.worker_pids()
+
+    def close(self) -> None:
+        """Stop the worker processes (idempotent)."""
+        self._pool.close()
+
+    def __enter__(self) -> "OutcomeGrader":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _prepare(self, response: str, ground_truth: Any, started: float) -> GradeResult | tuple[str, str]:
+        """Everything before math-verify: a finished result, or the (answer, reference) to compare."""
+        self._stats.add("calls")
+        reference = reference_answer(ground_truth)
+        if reference is None:
+            self._warn_bad_input(f"unusable reference answer {ground_truth!r:.80}")
+            return self._result(False, None, "error", started)
+        if not isinstance(response, str):
+            self._warn_bad_input(f"response is {type(response).__name__}, not str")
+            return self._result(False, None, "error", started)
+        found = extract_final_answer(
+            response, self.config.think_mode, self.config.max_answer_chars + len(reference)
+        )
+        if found.answer is None:
+            return self._result(False, None, found.reason, started)
+        if self.config.exact_match_first:
+            verdict = exact_verdict(found.answer, reference)
+            if verdict is not None:
+                return self._result(verdict, found.answer, "exact", started)
+        cached = self._cache.get((found.answer, reference))
+        if cached is not None:
+            return self._result(cached, found.answer, "cache", started)
+        return found.answer, reference
+
+    def _finish(self, answer: str, reference: str, outcome: _Outcome, started: float) -> GradeResult:
+        if outcome.status == "ok":
+            self._cache.put((answer, reference), outcome.correct)
+            return self._result(outcome.correct, answer, "math_verify", started, outcome.queue_s)
+        if outcome.status == "timeout":
+            logger.warning("[sgpo] grader: math-verify took over %.1f s on answer %r; counted as wrong",
+                           self.config.timeout_s, answer[:80])  # fmt: skip
+        return self._result(False, answer, outcome.status, started, outcome.queue_s)
+
+    def _result(self, correct: bool, answer: str | None, method: str, started: float, queue_s: float = 0.0):
+        self._stats.add(_METHOD_COUNTER[method])
+        return GradeResult(
+            correct=correct,
+            extracted_answer=answer,
+            timed_out=method == "timeout",
+            method=method,
+            latency_s=time.monotonic() - started,
+            queue_s=queue_s,
+        )
+
+    def _internal_error(self, error: Exception, started: float) -> GradeResult:
+        logger.exception("[sgpo] grader: internal error (%s); response counted as wrong", error)
+        return self._result(False, None, "error", started)
+
+    def _warn_bad_input(self, what: str) -> None:
+        self._bad_input_warnings += 1
+        if self._bad_input_warnings <= MAX_BAD_INPUT_WARNINGS:
+            logger.warning(
+                "[sgpo] grader: %s; the response is counted as wrong. Fix the dataset row "
+                "(reward_model.ground_truth must be a non-empty string) with data_prep.", what
+            )
+
+
+# ---------------------------------------------------------------------------------------------------
+# verl's custom_reward_function interface (evaluation scripts; the SGPO manager uses OutcomeGrader)
+# ---------------------------------------------------------------------------------------------------
+
+_shared_graders: dict[GraderConfig, OutcomeGrader] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_grader(config: GraderConfig | None = None) -> OutcomeGrader:
+    """One grader per process and configuration (its worker pool is shared by all callers)."""
+    config = config or GraderConfig()
+    with _shared_lock:
+        grader = _shared_graders.get(config)
+        if grader is None:
+            grader = _shared_graders[config] = OutcomeGrader(config)
+        return grader
+
+
+def _score_dict(result: GradeResult) -> dict[str, Any]:
+    return {
+        "score": 1.0 if result.correct else 0.0,
+        "acc": result.correct,
+        "pred": result.extracted_answer or "",
+        "timed_out": result.timed_out,
+    }
+
+
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **grader_settings: Any
+) -> dict[str, Any]:
+    """verl ``custom_reward_function`` interface: the same verdict for every ``data_source``.
+
+    Returns ``{"score": 1.0 | 0.0, "acc": bool, "pred": str, "timed_out": bool}`` (same keys for every
+    sample, as verl requires). ``grader_settings`` (verl's ``reward_kwargs``) are ``GraderConfig`` fields.
+    """
+    grader = shared_grader(GraderConfig.from_mapping(grader_settings))
+    return _score_dict(grader.grade(solution_str, ground_truth))
+
+
+async def compute_score_async(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **grader_settings: Any
+) -> dict[str, Any]:
+    """Async form of :func:`compute_score` (verl awaits coroutine scorers instead of using a thread)."""
+    grader = shared_grader(GraderConfig.from_mapping(grader_settings))
+    return _score_dict(await grader.agrade(solution_str, ground_truth))
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _require_number(value: Any, name: str, minimum: float, exclusive: bool = False) -> None:
+    key = f"{CONFIG_PREFIX}.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    ok = value > minimum if exclusive else value >= minimum  # NaN fails both
+    if not ok or math.isinf(value):
+        raise ValueError(f"{key} must be a finite number {'>' if exclusive else '>='} {minimum}, got {value}")
+
+
+def _require_int(value: Any, name: str, minimum: int) -> None:
+    key = f"{CONFIG_PREFIX}.{name}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{key} must be >= {minimum}, got {value}")
+
+
+__all__ = [
+    "GraderConfig",
+    "GradeResult",
+    "OutcomeGrader",
+    "compute_score",
+    "compute_score_async",
+    "extract_final_answer",
+    "exact_verdict",
+    "canonical_answer",
+    "reference_answer",
+    "shared_grader",
+]
