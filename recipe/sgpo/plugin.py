@@ -20,6 +20,14 @@ logger = logging.getLogger("sgpo.plugin")
 
 def register() -> None:
     """Import the modules whose decorators register SGPO with verl's registries (idempotent)."""
+    # CPU backend (recipe/cpu_backend): only when this process runs verl on the CPU (VERL_PLATFORM=cpu,
+    # inherited by every Ray actor). First: it registers the `cpu` platform, which must happen before
+    # anything below imports a verl module that resolves the platform. GPU runs never import it.
+    import recipe.cpu_backend
+
+    if recipe.cpu_backend.requested():
+        recipe.cpu_backend.register()
+
     import recipe.sgpo.advantage  # noqa: F401  registers algorithm.adv_estimator=sgpo
 
     try:
