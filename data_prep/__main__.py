@@ -42,11 +42,29 @@ def _parser() -> argparse.ArgumentParser:
     write = commands.add_parser("write", help="prepare datasets and write parquet + manifests")
     write.add_argument("names", nargs="+", help=f"datasets ({', '.join(REGISTRY)}) or groups ({', '.join(GROUPS)})")
     write.add_argument("--out", type=Path, default=DEFAULT_OUTPUT_DIR, help="output root (default: %(default)s)")
-    write.add_argument("--template", default=DEFAULT_TEMPLATE, choices=list(TEMPLATES), help="prompt template (default: %(default)s)")
+    write.add_argument(
+        "--template", default=DEFAULT_TEMPLATE, choices=list(TEMPLATES), help="prompt template (default: %(default)s)"
+    )
     write.add_argument("--source-dir", type=Path, help="folder of local hub snapshots: <DIR>/<owner>/<name>/")
-    write.add_argument("--source", type=_key_value, action="append", default=[], metavar="NAME=PATH", help="local file or folder for one dataset")
-    write.add_argument("--revision", type=_key_value, action="append", default=[], metavar="NAME=REV", help="hub revision for one dataset")
-    write.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows (counted, reported) instead of stopping")
+    write.add_argument(
+        "--source",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="local file or folder for one dataset",
+    )
+    write.add_argument(
+        "--revision",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=REV",
+        help="hub revision for one dataset",
+    )
+    write.add_argument(
+        "--drop-bad-rows", action="store_true", help="drop invalid rows (counted, reported) instead of stopping"
+    )
     write.add_argument("--decontaminate", action="store_true", help="remove training rows that are benchmark problems")
     write.add_argument("--max-rows", type=int, help="read at most this many rows per source split (trials)")
     write.add_argument("--cache-dir", help="datasets cache folder")
@@ -70,11 +88,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
-    print(f"{'name':<15} {'kind':<10} {'data_source':<22} {'solutions':<9} {'source (split)':<45} description")
+    print(f"{'name':<15} {'kind':<10} {'data_source':<22} {'solutions':<9} {'source (split)':<50} description")
     for spec in REGISTRY.values():
         source = "generated locally" if spec.generated else f"{spec.hf_id} ({', '.join(s for s, _ in spec.splits)})"
         solutions = "yes" if spec.has_reference_solutions else "no"
-        print(f"{spec.name:<15} {spec.kind:<10} {spec.data_source:<22} {solutions:<9} {source:<45} {spec.description}")
+        print(f"{spec.name:<15} {spec.kind:<10} {spec.data_source:<22} {solutions:<9} {source:<50} {spec.description}")
     print("\ngroups: " + "; ".join(f"{g} = {' '.join(n)}" for g, n in GROUPS.items()))
     print("\ntemplates:")
     for template in TEMPLATES.values():
@@ -116,15 +134,24 @@ def _write(args: argparse.Namespace) -> None:
         print(f"template {template.name!r}: the launch must pass {hydra_override(template)}")
 
 
+def _per_benchmark(entry: dict) -> str:
+    counts = entry["overlaps_per_benchmark"]
+    return f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if counts else ""
+
+
 def _print_contamination(report: dict, path: Path) -> None:
     if not report["benchmarks_checked"]:
-        print("contamination: NOT checked - no benchmark in this run or under the output root; "
-              "prepare the benchmarks first (python -m data_prep write benchmarks)")
+        print(
+            "contamination: NOT checked - no benchmark in this run or under the output root; "
+            "prepare the benchmarks first (python -m data_prep write benchmarks)"
+        )
         return
     action = "removed" if report["decontaminated"] else "kept (pass --decontaminate to remove)"
     for name, entry in report["training_sets"].items():
-        print(f"contamination: {name}: {entry['contaminated_rows']} of {entry['rows_checked']} rows are "
-              f"benchmark problems {entry['overlaps_per_benchmark'] or ''} - {action}")
+        print(
+            f"contamination: {name}: {entry['contaminated_rows']} of {entry['rows_checked']} rows are "
+            f"benchmark problems{_per_benchmark(entry)} - {action}"
+        )
     print(f"contamination report: {path}")
 
 
@@ -135,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "chat-template":
         template = get_template(args.template)
         if template.chat_template is None:
-            print(f"template {template.name!r} uses the model's own chat template; nothing to override", file=sys.stderr)
+            print(
+                f"template {template.name!r} uses the model's own chat template; nothing to override", file=sys.stderr
+            )
             return 0
         print(hydra_override(template) if args.hydra_override else template.chat_template)
     else:

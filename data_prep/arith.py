@@ -73,9 +73,7 @@ class ArithConfig:
         if self.min_ops < 1 or self.max_ops < self.min_ops:
             raise ValueError(f"need 1 <= min_ops <= max_ops; got min_ops={self.min_ops}, max_ops={self.max_ops}")
         if self.min_operand < 0 or self.max_operand < self.min_operand:
-            raise ValueError(
-                f"need 0 <= min_operand <= max_operand; got {self.min_operand}, {self.max_operand}"
-            )
+            raise ValueError(f"need 0 <= min_operand <= max_operand; got {self.min_operand}, {self.max_operand}")
         if self.max_value < 2 * self.max_operand:
             raise ValueError(f"max_value ({self.max_value}) must be at least 2 * max_operand ({2 * self.max_operand})")
         unknown = set(self.operations) - set(OPERATIONS)
@@ -133,7 +131,11 @@ def _draw_step(rng: random.Random, config: ArithConfig, value: int) -> tuple[str
 
 
 def generate_problems(
-    num_problems: int, seed: int, *, split: str = "train", config: ArithConfig | None = None,
+    num_problems: int,
+    seed: int,
+    *,
+    split: str = "train",
+    config: ArithConfig | None = None,
     exclude: set[str] | frozenset[str] = frozenset(),
 ) -> list[ArithProblem]:
     """``num_problems`` distinct problems for ``split``, deterministic for ``seed``.

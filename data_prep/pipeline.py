@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -166,7 +167,9 @@ def to_record(spec: DatasetSpec, row: dict[str, Any], source_index: int, source_
 
     own_id = _get_path(row, spec.id_field) if spec.id_field else None
     source_id = str(own_id).strip() if own_id is not None and str(own_id).strip() else f"{source_split}:{source_index}"
-    record = Record(problem=problem, answer=answer, reference_solution=solution, source_id=source_id, source_index=source_index)
+    record = Record(
+        problem=problem, answer=answer, reference_solution=solution, source_id=source_id, source_index=source_index
+    )
     return check_record(record, spec.name)
 
 
@@ -196,7 +199,9 @@ def convert_source_split(
     spec: DatasetSpec, location: SourceLocation, source_split: str, split: str, options: PrepareOptions
 ) -> SplitResult:
     """Read one split of a hub/local dataset and turn it into checked, de-duplicated records."""
-    dataset = load_split(location, source_split, name=spec.name, cache_dir=options.cache_dir)
+    dataset = load_split(
+        location, source_split, name=spec.name, cache_dir=options.cache_dir, show_progress=options.show_progress
+    )
     _check_columns(spec, dataset, location)
     dataset = dataset.select_columns(list(spec.source_columns))
     source_rows = len(dataset)
@@ -244,9 +249,13 @@ def convert_arith(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResul
     sizes = {"train": options.arith_train_size, "val": options.arith_val_size}
     results, seen = [], set()
     for _, split in spec.splits:
-        problems = arith.generate_problems(sizes[split], options.arith_seed, split=split, config=options.arith, exclude=seen)
+        problems = arith.generate_problems(
+            sizes[split], options.arith_seed, split=split, config=options.arith, exclude=seen
+        )
         seen.update(p.expression for p in problems)
-        records = [check_record(arith.to_record(p, i, split, options.arith_seed), spec.name) for i, p in enumerate(problems)]
+        records = [
+            check_record(arith.to_record(p, i, split, options.arith_seed), spec.name) for i, p in enumerate(problems)
+        ]
         deduped = deduplicate(records)
         source = {"origin": "generated", "seed": options.arith_seed, "config": asdict(options.arith)}
         counts = {"generated": len(problems), "excluded_by_rule": {}, "bad_rows_dropped": {}, **_dedup_counts(deduped)}
@@ -276,7 +285,9 @@ def convert(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _benchmark_records(results: list[SplitResult], options: PrepareOptions) -> tuple[dict[str, list[Record]], dict[str, str]]:
+def _benchmark_records(
+    results: list[SplitResult], options: PrepareOptions
+) -> tuple[dict[str, list[Record]], dict[str, str]]:
     """Benchmark problems to check against: those converted in this run, else earlier runs' files."""
     in_run = {r.spec.name: r.records for r in results if r.spec.kind == "benchmark"}
     origins = {name: "this run" for name in in_run}
@@ -392,10 +403,18 @@ def _manifest(result: SplitResult, template: PromptTemplate, parquet: Path, opti
         "hf_id": spec.hf_id,
         "source": result.source,
         "template": template.manifest_entry(),
-        "counts": {**result.counts, "removed_as_contaminated": result.removed_as_contaminated, "written": len(result.records)},
+        "counts": {
+            **result.counts,
+            "removed_as_contaminated": result.removed_as_contaminated,
+            "written": len(result.records),
+        },
         "bad_row_examples": result.dropped_examples,
         "duplicate_examples": [list(pair) for pair in result.duplicate_examples],
-        "options": {"drop_bad_rows": options.drop_bad_rows, "decontaminate": options.decontaminate, "max_rows": options.max_rows},
+        "options": {
+            "drop_bad_rows": options.drop_bad_rows,
+            "decontaminate": options.decontaminate,
+            "max_rows": options.max_rows,
+        },
     }
 
 
@@ -407,7 +426,9 @@ def write_results(results: list[SplitResult], options: PrepareOptions) -> list[W
         parquet = directory / f"{result.split}.parquet"
         manifest = directory / f"{result.split}.manifest.json"
         rows = rows_for(result, template)
-        write_parquet(rows, parquet, desc=f"{result.spec.name}/{result.split}: writing", show_progress=options.show_progress)
+        write_parquet(
+            rows, parquet, desc=f"{result.spec.name}/{result.split}: writing", show_progress=options.show_progress
+        )
         payload = _manifest(result, template, parquet, options)
         write_json(payload, manifest)
         written.append(WrittenFile(result.spec.name, result.split, len(rows), parquet, manifest, payload["sha256"]))

@@ -11,8 +11,9 @@ de-duplication); the command reports what it actually wrote.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from data_prep.answers import ANSWER_RULES, AnswerError
 from data_prep.schema import data_source_for

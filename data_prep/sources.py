@@ -80,23 +80,34 @@ def locate(
     return SourceLocation("hub", hf_id, config, revision)
 
 
-def load_split(location: SourceLocation, split: str, *, name: str, cache_dir: str | None = None) -> Any:
-    """Load one split as a ``datasets.Dataset`` (memory-mapped Arrow, not Python objects)."""
+def load_split(
+    location: SourceLocation, split: str, *, name: str, cache_dir: str | None = None, show_progress: bool = True
+) -> Any:
+    """Load one split as a ``datasets.Dataset`` (memory-mapped Arrow, not Python objects).
+
+    ``show_progress=False`` silences ``datasets``' own download/preparation bars for this call.
+    """
     import datasets
 
+    bars_were_enabled = not datasets.utils.are_progress_bars_disabled()
+    if not show_progress:
+        datasets.disable_progress_bars()
     try:
-        if location.origin == "local_file":
-            builder = LOCAL_FORMATS[Path(location.path).suffix]
-            return datasets.load_dataset(builder, data_files=location.path, split="train", cache_dir=cache_dir)
-        return datasets.load_dataset(
-            location.path,
-            name=location.config,
-            split=split,
-            revision=location.revision,
-            cache_dir=cache_dir,
-        )
+        return _load(datasets, location, split, cache_dir)
     except Exception as error:  # datasets raises many types (offline, not found, connection, bad split)
         raise SourceUnavailableError(_unavailable_message(location, split, name, error)) from error
+    finally:
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
+
+
+def _load(datasets: Any, location: SourceLocation, split: str, cache_dir: str | None) -> Any:
+    if location.origin == "local_file":
+        builder = LOCAL_FORMATS[Path(location.path).suffix]
+        return datasets.load_dataset(builder, data_files=location.path, split="train", cache_dir=cache_dir)
+    return datasets.load_dataset(
+        location.path, name=location.config, split=split, revision=location.revision, cache_dir=cache_dir
+    )
 
 
 def _unavailable_message(location: SourceLocation, split: str, name: str, error: Exception) -> str:
@@ -142,11 +153,15 @@ def _hub_revision(hf_id: str) -> str | None:
 def _snapshot_revision(folder: Path) -> str | None:
     """The commit an ``hf download --local-dir`` snapshot came from (``None`` if unknown or mixed)."""
     metadata_dir = folder / HF_DOWNLOAD_METADATA_DIR
-    commits = {
-        path.read_text().splitlines()[0].strip()
-        for path in sorted(metadata_dir.rglob("*.metadata"))
-        if path.is_file() and path.read_text().strip()
-    } if metadata_dir.is_dir() else set()
+    commits = (
+        {
+            path.read_text().splitlines()[0].strip()
+            for path in sorted(metadata_dir.rglob("*.metadata"))
+            if path.is_file() and path.read_text().strip()
+        }
+        if metadata_dir.is_dir()
+        else set()
+    )
     return commits.pop() if len(commits) == 1 else None
 
 
@@ -156,7 +171,9 @@ def _local_data_files(path: Path) -> list[Path]:
     return sorted(
         f
         for f in path.rglob("*")
-        if f.is_file() and f.suffix in LOCAL_FORMATS and not any(part.startswith(".") for part in f.relative_to(path).parts)
+        if f.is_file()
+        and f.suffix in LOCAL_FORMATS
+        and not any(part.startswith(".") for part in f.relative_to(path).parts)
     )
 
 

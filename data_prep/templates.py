@@ -128,7 +128,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         PromptTemplate(
             name="none",
             intended_for="base models, no template",
-            description="the bare problem, rendered verbatim (custom_chat_template override required)",
+            description="the bare problem, rendered verbatim",
             system=None,
             instruction=None,
             chat_template=RAW_CHAT_TEMPLATE,
