@@ -45,12 +45,15 @@ class SourceLocation:
         path: The hub id, or the local folder/file.
         config: The hub config (subset) name, if any.
         revision: Hub revision asked for (``None``: the default branch).
+        missing_local_copy: For a hub read, the local folder that was looked for and not found (named in
+            the error when the hub is unreachable too).
     """
 
     origin: str
     path: str
     config: str | None = None
     revision: str | None = None
+    missing_local_copy: str | None = None
 
 
 def locate(
@@ -75,8 +78,11 @@ def locate(
                 )
             return SourceLocation("local_file", str(path), config)
         raise SourceUnavailableError(f"--source {name}={path}: no such file or folder")
-    if source_dir is not None and (Path(source_dir) / hf_id).is_dir():
-        return SourceLocation("local_dir", str(Path(source_dir) / hf_id), config)
+    if source_dir is not None:
+        local = Path(source_dir) / hf_id
+        if local.is_dir():
+            return SourceLocation("local_dir", str(local), config)
+        return SourceLocation("hub", hf_id, config, revision, missing_local_copy=str(local))
     return SourceLocation("hub", hf_id, config, revision)
 
 
@@ -112,9 +118,10 @@ def _load(datasets: Any, location: SourceLocation, split: str, cache_dir: str | 
 
 def _unavailable_message(location: SourceLocation, split: str, name: str, error: Exception) -> str:
     if location.origin == "hub":
+        searched = f" (no local copy at {location.missing_local_copy})" if location.missing_local_copy else ""
         return (
-            f"could not read dataset {name!r} ({location.path}, split {split!r}) from the Hugging Face hub: "
-            f"{type(error).__name__}: {error}\n"
+            f"could not read dataset {name!r} ({location.path}, split {split!r}) from the Hugging Face hub"
+            f"{searched}: {type(error).__name__}: {error}\n"
             f"Fix: where the hub is reachable run `hf download {location.path} --repo-type dataset "
             f"--local-dir <DIR>/{location.path}`, copy <DIR> here and pass `--source-dir <DIR>` "
             f"(or `--source {name}=<path>`)."

@@ -384,6 +384,9 @@ def test_an_unreachable_hub_names_the_dataset_and_the_download_command(tmp_path)
         SourceUnavailableError, match=r"(?s)'aime25' \(math-ai/aime25.*hf download math-ai/aime25 --repo-type dataset"
     ):
         prepare(["aime25"], options(tmp_path, source_dir=None))
+    mirror = tmp_path / "mirror"
+    with pytest.raises(SourceUnavailableError, match=f"no local copy at {mirror}/math-ai/aime25"):
+        prepare(["aime25"], options(tmp_path, source_dir=mirror))
     assert not (tmp_path / "data").exists()
 
 
