@@ -22,6 +22,8 @@ class JudgeRequest:
             prompt falls back to the reference answer only).
         response_token_offsets: optional character offsets (start, end) of each response token, for the
             token-weighted RTS; None when the caller has no tokenizer output.
+        steps: optional pre-segmented steps (labelled benchmarks such as ProcessBench); when given, the
+            judge uses them as they are instead of segmenting ``response``.
     """
 
     problem: str
@@ -29,6 +31,7 @@ class JudgeRequest:
     response: str
     reference_solution: str | None = None
     response_token_offsets: tuple[tuple[int, int], ...] | None = None
+    steps: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,10 @@ class Verdict:
         latency_s: wall-clock seconds spent on this verdict (including retries), 0 for cache hits.
         backend: name of the backend that produced it (e.g. ``openai``, ``rule``, ``prm``).
         failure: None when judged; otherwise a short reason: ``timeout``, ``connection``, ``http_error``,
-            ``parse_error``, ``out_of_range``, ``empty_response``, ``backend_error``.
+            ``parse_error``, ``out_of_range``, ``empty_response``, ``no_steps``, ``backend_error``
+            (meanings in ``reward/judge/failures.py``).
         cached: True when served from the content cache.
+        detail: a short human-readable explanation of a failure (never a secret); None when judged.
     """
 
     judged: bool
@@ -59,6 +64,7 @@ class Verdict:
     backend: str
     failure: str | None = None
     cached: bool = False
+    detail: str | None = None
 
     @property
     def parse_failed(self) -> bool:

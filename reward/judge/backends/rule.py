@@ -1,0 +1,95 @@
+"""The rule-based step verifier of the synthetic multi-step arithmetic task (exact; no model).
+
+Steps are the lines of the judged part that contain ``a op b = c`` (integers; ``op`` one of ``+``, ``-``,
+``*``, ``×``, ``x``, ``·``; a minus sign may be ``-`` or ``−``). Other lines are not steps; for the
+token-weighted RTS their text counts with the step before them (as separators do in :mod:`reward.steps`),
+and text before the first step counts with none. A step is wrong when any of its equations is false, or — with
+``rule.check_reference_values`` (default) — when its result is not one of the reference solution's
+intermediate values (the right arithmetic on the wrong numbers). Text such as ``VERDICT: none`` inside the
+response is just a non-step line: the verifier reads nothing but arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reward.judge.base import JudgeRequest
+from reward.judge.config import JudgeConfig
+from reward.steps import Segmentation, Step, judged_part, segmentation_from_steps
+
+_NUMBER = r"[-−]?\d+"
+#: One equation ``a op b = c``.
+EQUATION = re.compile(rf"({_NUMBER})\s*([+\-−*×x·])\s*({_NUMBER})\s*=\s*({_NUMBER})")
+
+
+def _int(text: str) -> int:
+    return int(text.replace("−", "-"))
+
+
+def equations(line: str) -> list[tuple[int, str, int, int]]:
+    """Every ``(a, op, b, c)`` on a line; ``op`` normalised to ``+``, ``-`` or ``*``."""
+    found = []
+    for a, op, b, c in EQUATION.findall(line):
+        op = {"−": "-", "×": "*", "x": "*", "·": "*"}.get(op, op)
+        found.append((_int(a), op, _int(b), _int(c)))
+    return found
+
+
+def _value(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def reference_values(reference_solution: str | None) -> set[int] | None:
+    """Results of the reference solution's equations (None when it has none)."""
+    values = {c for line in (reference_solution or "").splitlines() for (_, _, _, c) in equations(line)}
+    return values or None
+
+
+class RuleBackend:
+    """Checks every arithmetic line exactly (see the module docstring)."""
+
+    name = "rule"
+
+    def __init__(self, config: JudgeConfig) -> None:
+        self._steps = config.steps
+        self._rule = config.rule
+        self.empty_policy = "zero" if config.rule.no_steps == "zero" else "not_judged"
+        self.fingerprint = f"rule:check_reference_values={self._rule.check_reference_values}"
+
+    def segment(self, request: JudgeRequest) -> Segmentation:
+        if request.steps is not None:
+            text, full = segmentation_from_steps(request.steps)
+            arithmetic = [step for step in full.steps if equations(step.text)]
+            return Segmentation(tuple(Step(i, s.text, s.start, s.end) for i, s in enumerate(arithmetic, 1)),
+                                "all", 0, len(text))
+        part, start, end = judged_part(request.response, self._steps.think_part)
+        steps = []
+        for match in re.finditer(r"[^\n]+", request.response[start:end]):
+            if equations(match.group(0)):
+                line = match.group(0)
+                lead = len(line) - len(line.lstrip())
+                stripped = line.strip()
+                first = start + match.start() + lead
+                steps.append(Step(len(steps) + 1, stripped, first, first + len(stripped)))
+        return Segmentation(tuple(steps), part, start, end)
+
+    def step_is_wrong(self, text: str, allowed: set[int] | None) -> bool:
+        for a, op, b, c in equations(text):
+            if _value(a, op, b) != c:
+                return True
+            if allowed is not None and self._rule.check_reference_values and c not in allowed:
+                return True
+        return False
+
+    def locate(self, request: JudgeRequest, segmentation: Segmentation) -> int | None:
+        allowed = reference_values(request.reference_solution)
+        for step in segmentation.steps:
+            if self.step_is_wrong(step.text, allowed):
+                return step.index
+        return None
+
+    async def first_error(self, request: JudgeRequest, segmentation: Segmentation) -> int | None:
+        return self.locate(request, segmentation)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,353 @@
+"""Settings of the step-wise judge (``reward.sgpo.judge.*``), TRL style: every field documented where defined.
+
+:meth:`JudgeConfig.from_mapping` builds the settings from a plain mapping (an OmegaConf node, a dict from
+yaml, or ``--set`` pairs of the benchmark CLI) and raises ``ValueError`` naming the full key
+(``reward.sgpo.judge.openai.timeout_s``) for unknown keys, wrong types and out-of-range values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+#: Prefix of every judge setting in verl's config tree; error messages name keys with it.
+CONFIG_PREFIX = "reward.sgpo.judge"
+
+#: Backends :func:`reward.judge.build_judge` knows.
+BACKENDS = ("openai", "router", "prm", "rule")
+
+
+@dataclass
+class StepsConfig:
+    """How a response is split into steps (``reward.sgpo.judge.steps``); see :mod:`reward.steps`.
+
+    Attributes:
+        max_steps: Most steps a response is split into. Longer responses have neighbouring steps merged
+            evenly (in order, group sizes differing by at most one) down to this count. Bounds the judge
+            prompt and sets the RTS resolution to ``1 / max_steps`` at worst.
+        min_step_chars: Fragments shorter than this many characters (surrounding whitespace not counted)
+            are not steps on their own (headers such as ``Step 2:``, a lone ``=``): they are merged into the
+            following step (the last one into the preceding step). 8 keeps ``17 + 5 = 22`` a step of its
+            own. Characters, not tokens, so segmentation needs no tokenizer.
+        think_part: Which part of a response with a ``<think>…</think>`` block is judged:
+            ``answer`` (default) the text after ``</think>`` — the model's own write-up of its solution,
+            which also holds the graded ``\\boxed{}``; falls back to the thinking when the answer part is
+            empty or the block never closes (a truncated response). ``think``: only the thinking.
+            ``all``: the whole response. Responses without a think block are judged whole in every mode.
+    """
+
+    max_steps: int = 30
+    min_step_chars: int = 8
+    think_part: str = "answer"
+
+    def validate(self, prefix: str) -> None:
+        _check(self.max_steps >= 1, f"{prefix}.max_steps", self.max_steps, "must be at least 1")
+        _check(self.min_step_chars >= 0, f"{prefix}.min_step_chars", self.min_step_chars, "must be >= 0")
+        _check_choice(self.think_part, ("answer", "think", "all"), f"{prefix}.think_part")
+
+
+@dataclass
+class GradingConfig:
+    """Verdict → RTS → graded value (``reward.sgpo.judge.grading``); see :mod:`reward.judge.grading`.
+
+    Attributes:
+        rts: ``step``: ``RTS = (k − 1) / K``. ``token``: share of the judged response's tokens that lie before
+            step ``k`` (needs ``JudgeRequest.response_token_offsets``; without them characters are the weights).
+        map: ``logistic``: ``g = σ(β (RTS − γ))``, increasing in RTS (our reading of the paper; a public
+            re-implementation's ``+β`` form decreases and contradicts the stated intent). ``linear``: ``g = RTS``.
+        beta: ``β`` of the logistic map (> 0), its steepness. Our default; the paper gives no value.
+        gamma: ``γ`` of the logistic map, the RTS at which ``g = 0.5``. Our default; the paper gives no value.
+    """
+
+    rts: str = "step"
+    map: str = "logistic"
+    beta: float = 5.0
+    gamma: float = 0.5
+
+    def validate(self, prefix: str) -> None:
+        _check_choice(self.rts, ("step", "token"), f"{prefix}.rts")
+        _check_choice(self.map, ("logistic", "linear"), f"{prefix}.map")
+        _check(math.isfinite(self.beta) and self.beta > 0, f"{prefix}.beta", self.beta, "must be a finite number > 0")
+        _check(math.isfinite(self.gamma), f"{prefix}.gamma", self.gamma, "must be finite")
+
+
+@dataclass
+class OpenAIConfig:
+    """An OpenAI-compatible chat endpoint (``reward.sgpo.judge.openai``): vLLM or SGLang servers, hosted APIs.
+
+    The ``router`` backend (verl's reward-model router) uses these same settings except ``base_url`` and
+    ``api_key_env``; its model name is ``router_model``.
+
+    Attributes:
+        base_url: Endpoint root including ``/v1``; requests go to ``{base_url}/chat/completions``.
+        model: Model name sent in each request; ``None`` omits it (vLLM and SGLang then use the one model
+            they serve).
+        router_model: Model name for the ``router`` backend; ``None`` omits it. verl 0.9.1 serves the judge
+            under the local path of ``reward.reward_model.model_path``.
+        api_key_env: Name of the environment variable that holds the API key (sent as a Bearer token);
+            ``None`` sends no key. The key itself never appears in config, logs or verdicts.
+        max_concurrency: Most requests in flight at once from one judge (one per reward worker process).
+        timeout_s: Seconds one HTTP attempt may take (connect to last byte).
+        max_retries: Further attempts after a failed one (connection error, timeout, HTTP 408/429/5xx);
+            other 4xx answers and unparsable verdicts are not retried.
+        backoff_s: First retry waits about this long; each later one doubles it, up to ``backoff_max_s``,
+            with full jitter (uniform in ``[0.5, 1] ×`` the nominal wait) so workers do not retry in step.
+        backoff_max_s: Cap of one retry wait, seconds.
+        temperature: Sampling temperature of the judge (0 = greedy: repeatable verdicts).
+        top_p: Nucleus sampling parameter sent with each request.
+        max_tokens: Most tokens the judge may generate. Reasoning judges (QwQ-32B) need several thousand.
+        extra_body: Extra JSON fields merged into each request body (e.g.
+            ``{chat_template_kwargs: {enable_thinking: false}}`` for Qwen3 judges).
+    """
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = None
+    router_model: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = 32
+    timeout_s: float = 300.0
+    max_retries: int = 2
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 4096
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, prefix: str) -> None:
+        _check(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
+               "must start with http:// or https://")
+        _validate_http(self, prefix)
+        _check(self.temperature >= 0, f"{prefix}.temperature", self.temperature, "must be >= 0")
+        _check(0 < self.top_p <= 1, f"{prefix}.top_p", self.top_p, "must lie in (0, 1]")
+        _check(self.max_tokens >= 1, f"{prefix}.max_tokens", self.max_tokens, "must be at least 1")
+
+
+@dataclass
+class PRMConfig:
+    """A discriminative process reward model in the Qwen2.5-Math-PRM style (``reward.sgpo.judge.prm``).
+
+    The response's steps are joined with ``step_token`` after each one, inside the model's chat template
+    (system prompt, user = problem, assistant = steps); the model scores every step token; the first step
+    whose probability of being correct falls below ``threshold`` is the first error.
+
+    Attributes:
+        mode: ``server``: a vLLM server started with ``--runner pooling`` (``/tokenize`` + ``/pooling``).
+            ``local``: load the model in-process with transformers (CPU or one GPU).
+        base_url: Server root, without ``/v1`` (``server`` mode).
+        model: Served model name (``server`` mode; ``None`` omits it) or the model folder (``local`` mode).
+        step_token: The token placed after each step. ``<extra_0>`` for Qwen2.5-Math-PRM.
+        positive_label: Index of the "step is correct" class in the model's two-way output.
+        threshold: A step whose probability of being correct is below this is an error.
+        system_prompt: System message of the PRM's chat template (the one Qwen2.5-Math-PRM was trained with).
+        api_key_env: Environment variable with a Bearer token for the server; ``None`` sends none.
+        max_concurrency: Most requests in flight at once (``server`` mode).
+        timeout_s: Seconds one HTTP attempt may take.
+        max_retries: Further attempts after a failed one (as for ``openai``).
+        backoff_s: First retry wait, doubling up to ``backoff_max_s``, with jitter.
+        backoff_max_s: Cap of one retry wait, seconds.
+        device: Torch device of the ``local`` model (``cpu``, ``cuda``).
+        dtype: Torch dtype of the ``local`` model (``float32``, ``bfloat16``).
+        trust_remote_code: Allow the model folder's own code (Qwen2.5-Math-PRM ships its head as remote code).
+    """
+
+    mode: str = "server"
+    base_url: str = "http://127.0.0.1:8000"
+    model: str | None = None
+    step_token: str = "<extra_0>"
+    positive_label: int = 1
+    threshold: float = 0.5
+    system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    api_key_env: str | None = None
+    max_concurrency: int = 32
+    timeout_s: float = 120.0
+    max_retries: int = 2
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    device: str = "cpu"
+    dtype: str = "float32"
+    trust_remote_code: bool = True
+
+    def validate(self, prefix: str) -> None:
+        _check_choice(self.mode, ("server", "local"), f"{prefix}.mode")
+        if self.mode == "server":
+            _check(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
+                   "must start with http:// or https://")
+        else:
+            _check(bool(self.model), f"{prefix}.model", self.model, "must name the model folder in local mode")
+        _validate_http(self, prefix)
+        _check(bool(self.step_token), f"{prefix}.step_token", self.step_token, "must not be empty")
+        _check(self.positive_label in (0, 1), f"{prefix}.positive_label", self.positive_label, "must be 0 or 1")
+        _check(0 <= self.threshold <= 1, f"{prefix}.threshold", self.threshold, "must lie in [0, 1]")
+
+
+@dataclass
+class RuleConfig:
+    """The rule-based verifier for synthetic multi-step arithmetic (``reward.sgpo.judge.rule``).
+
+    Steps are the response's lines that hold ``a op b = c`` (integers, ``op`` one of ``+ - * × x ·``); other
+    lines are not steps (their text joins the following step's span, trailing text the last one).
+
+    Attributes:
+        check_reference_values: Also mark a step wrong when its result is not one of the reference
+            solution's intermediate values (the right arithmetic on the wrong numbers). Exact for the
+            demo task, whose order of operations is fixed; turn off for tasks that allow other orders.
+        no_steps: Verdict for a response without any arithmetic line: ``zero`` (default) judges it as one
+            wrong step (``k = K = 1``, ``RTS = 0``: it got nowhere); ``not_judged`` returns a failure
+            ``no_steps`` (reward 0 either way; ``zero`` keeps it in the group's spread).
+    """
+
+    check_reference_values: bool = True
+    no_steps: str = "zero"
+
+    def validate(self, prefix: str) -> None:
+        _check_choice(self.no_steps, ("zero", "not_judged"), f"{prefix}.no_steps")
+
+
+@dataclass
+class JudgeConfig:
+    """The step-wise judge (``reward.sgpo.judge``).
+
+    Attributes:
+        backend: ``openai`` (any OpenAI-compatible chat endpoint), ``router`` (verl's reward-model router,
+            with ``reward.reward_model.enable=True``), ``prm`` (discriminative process reward model) or
+            ``rule`` (exact verifier of the synthetic arithmetic task).
+        prompt_version: Version of the judge prompt (``reward/judge/prompts/step_judge_<version>.txt``).
+            A paper table names the prompt by this version.
+        prompt_file: A custom template file in the same format; overrides ``prompt_version``.
+        deadline_s: Bound on one ``judge()`` call in seconds, waiting for a free connection and all retries
+            included. Past it the verdict is "not judged" (``failure='timeout'``).
+        cache_size: Most verdicts kept in the content-keyed cache (least recently used evicted); 0 disables.
+            Only usable verdicts are cached; failures are retried by the next call.
+        steps: Step segmentation (:class:`StepsConfig`).
+        grading: RTS variant and graded map (:class:`GradingConfig`).
+        openai: OpenAI-compatible client, also used by ``router`` (:class:`OpenAIConfig`).
+        prm: Process reward model (:class:`PRMConfig`).
+        rule: Rule-based arithmetic verifier (:class:`RuleConfig`).
+    """
+
+    backend: str = "openai"
+    prompt_version: str = "v1"
+    prompt_file: str | None = None
+    deadline_s: float = 900.0
+    cache_size: int = 100_000
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    prm: PRMConfig = field(default_factory=PRMConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+
+    def validate(self, prefix: str = CONFIG_PREFIX) -> JudgeConfig:
+        _check_choice(self.backend, BACKENDS, f"{prefix}.backend")
+        _check(math.isfinite(self.deadline_s) and self.deadline_s > 0, f"{prefix}.deadline_s", self.deadline_s,
+               "must be a finite number of seconds > 0")
+        _check(self.cache_size >= 0, f"{prefix}.cache_size", self.cache_size, "must be >= 0")
+        if self.prompt_file is not None:
+            _check(os.path.isfile(self.prompt_file), f"{prefix}.prompt_file", self.prompt_file, "is not a file")
+        self.steps.validate(f"{prefix}.steps")
+        self.grading.validate(f"{prefix}.grading")
+        self.openai.validate(f"{prefix}.openai")
+        self.prm.validate(f"{prefix}.prm")
+        self.rule.validate(f"{prefix}.rule")
+        return self
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None, prefix: str = CONFIG_PREFIX) -> JudgeConfig:
+        """Build and validate settings from a (nested) mapping; missing keys keep their defaults.
+
+        Raises:
+            ValueError: naming the full key (``reward.sgpo.judge.<path>``) of an unknown key, a value of the
+                wrong type, or a value out of range.
+        """
+        config = _build(cls, _plain(mapping) or {}, prefix)
+        return config.validate(prefix)
+
+
+def _plain(mapping: Any) -> Any:
+    """OmegaConf nodes to plain containers (without importing OmegaConf when it is not one)."""
+    if mapping is None or isinstance(mapping, dict):
+        return mapping
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(mapping, DictConfig):
+            return OmegaConf.to_container(mapping, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with verl
+        pass
+    if isinstance(mapping, Mapping):
+        return dict(mapping)
+    return mapping
+
+
+def _build(cls: type, mapping: Any, prefix: str) -> Any:
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{prefix} must be a mapping of settings, got {type(mapping).__name__}: {mapping!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in mapping.items():
+        full = f"{prefix}.{key}"
+        if key not in fields:
+            raise ValueError(f"unknown setting {full}; known keys under {prefix}: {', '.join(sorted(fields))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, _plain(value) if value is not None else {}, full)
+        else:
+            values[key] = _coerce(value, hint, full)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a simple type hint (``int``, ``float``, ``str | None``, ``dict``, ``bool``)."""
+    text = str(hint)
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key} must not be null")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if text.startswith("dict"):
+        plain = _plain(value)
+        if isinstance(plain, Mapping):
+            return dict(plain)
+        raise ValueError(f"{key} must be a mapping, got {value!r}")
+    if "str" in text:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{key} must be a string, got {value!r}")
+    return value  # pragma: no cover - every field type is handled above
+
+
+def _check(ok: bool, key: str, value: Any, requirement: str) -> None:
+    if not ok:
+        raise ValueError(f"{key} {requirement}, got {value!r}")
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], key: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _validate_http(section: Any, prefix: str) -> None:
+    _check(section.max_concurrency >= 1, f"{prefix}.max_concurrency", section.max_concurrency, "must be at least 1")
+    _check(math.isfinite(section.timeout_s) and section.timeout_s > 0, f"{prefix}.timeout_s", section.timeout_s,
+           "must be a finite number of seconds > 0")
+    _check(section.max_retries >= 0, f"{prefix}.max_retries", section.max_retries, "must be >= 0")
+    _check(section.backoff_s >= 0, f"{prefix}.backoff_s", section.backoff_s, "must be >= 0")
+    _check(section.backoff_max_s >= section.backoff_s, f"{prefix}.backoff_max_s", section.backoff_max_s,
+           "must be >= backoff_s")
