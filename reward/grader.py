@@ -71,6 +71,9 @@ WORKER_START_TIMEOUT_S = 120.0
 #: Seconds to wait for a worker to exit after a polite stop (``close``) or after SIGKILL.
 WORKER_EXIT_WAIT_S = 5.0
 
+#: How often a comparison is retried on a fresh worker when its worker process died under it.
+WORKER_DEATH_RETRIES = 1
+
 #: Plain integers up to this many digits are compared in-process; longer digit strings go to
 #: math-verify (Python refuses to convert very long digit strings to int).
 MAX_FAST_INTEGER_DIGITS = 100
@@ -296,16 +299,18 @@ def canonical_answer(answer: str) -> str:
     LaTeX spacing commands, ``\\left``/``\\right``, the ``\\dfrac``/``\\tfrac`` spellings of ``\\frac``,
     and whitespace unless it separates two letters or digits (``\\pi r`` and ``1 2`` keep theirs).
     """
-    text = answer.strip()
+    text = _strip_trailing_period(answer.strip())
     while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
-        text = text[1:-1].strip()
-    if text.endswith(".") and not text.endswith("\\."):
-        text = text[:-1]
+        text = _strip_trailing_period(text[1:-1].strip())
     text = _SPACING_COMMANDS.sub(" ", text)
     text = _LEFT_RIGHT.sub("", text)
     text = _FRAC_VARIANTS.sub(r"\\frac", text)
     text = re.sub(r"\s+", " ", text).strip()
     return _DROPPABLE_SPACE.sub("", text)
+
+
+def _strip_trailing_period(text: str) -> str:
+    return text[:-1].rstrip() if text.endswith(".") and not text.endswith("\\.") else text
 
 
 def exact_verdict(answer: str, reference: str) -> bool | None:
@@ -359,7 +364,7 @@ _WORKER_BOOTSTRAP = (
 
 @dataclass(frozen=True)
 class _Outcome:
-    status: str  # "ok", "timeout" or "error"
+    status: str  # "ok", "timeout", "error" or "died" (the worker process is gone)
     correct: bool = False
     queue_s: float = 0.0
 
@@ -403,9 +408,9 @@ class _Worker:
                     logger.warning("[sgpo] grader: math-verify failed on an answer (%s); counted as wrong", value)
                     return _Outcome("error")
             return _Outcome("timeout")
-        except (EOFError, OSError) as error:  # the worker died (e.g. out of memory)
+        except (EOFError, OSError) as error:  # the worker died (killed from outside, out of memory)
             logger.warning("[sgpo] grader: worker process %s died (%s); it will be replaced", self.process.pid, error)
-            return _Outcome("error")
+            return _Outcome("died")
 
     @property
     def alive(self) -> bool:
@@ -463,17 +468,33 @@ class _WorkerPool:
             return self._executor
 
     def _compare(self, answer: str, reference: str, timeout_s: float, submitted: float) -> _Outcome:
-        worker = self._thread_worker()
-        queue_s = time.monotonic() - submitted
-        if worker is None:
-            return _Outcome("error", queue_s=queue_s)
-        outcome = worker.compare(answer, reference, timeout_s)
-        if outcome.status != "ok" and not (outcome.status == "error" and worker.alive):
-            # timed out (still busy: kill it) or died: replace it on the next call
-            self._discard(worker)
+        """Run one comparison in this thread's worker; at most ``timeout_s`` of comparing in all.
+
+        A worker found dead when the request is sent or before it replies (killed from outside, out of
+        memory) is replaced and the comparison retried once, with the time it has left; a second death
+        is an error (the answer itself may crash math-verify). Time spent starting workers is queue
+        time, not comparison time.
+        """
+        queue_s = compare_s = 0.0
+        for _attempt in range(WORKER_DEATH_RETRIES + 1):
+            waiting_since = time.monotonic()
+            worker = self._thread_worker()
+            queue_s += time.monotonic() - (submitted if _attempt == 0 else waiting_since)
+            if worker is None:
+                return _Outcome("error", queue_s=queue_s)
+            comparing_since = time.monotonic()
+            outcome = worker.compare(answer, reference, timeout_s - compare_s)
+            compare_s += time.monotonic() - comparing_since
+            if outcome.status == "ok" or (outcome.status == "error" and worker.alive):
+                return _Outcome(outcome.status, outcome.correct, queue_s)
+            self._discard(worker)  # still busy (time-out: kill it) or dead: replace it on the next call
             if outcome.status == "timeout":
                 self._stats.add("worker_kills")
-        return _Outcome(outcome.status, outcome.correct, queue_s)
+                return _Outcome("timeout", queue_s=queue_s)
+            self._stats.add("worker_deaths")
+            if compare_s >= timeout_s:
+                return _Outcome("timeout", queue_s=queue_s)
+        return _Outcome("error", queue_s=queue_s)
 
     def _thread_worker(self) -> _Worker | None:
         """This pool thread's worker, started (and waited for) if there is none or it died."""
@@ -531,7 +552,7 @@ class _Stats:
     """Thread-safe counters (cumulative since the grader was created)."""
 
     NAMES = ("calls", "exact", "cache", "math_verify", "no_answer", "too_long", "timeouts", "errors",
-             "worker_starts", "worker_kills")  # fmt: skip
+             "worker_starts", "worker_kills", "worker_deaths")  # fmt: skip
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -637,7 +658,7 @@ class OutcomeGrader:
             future.result()
 
     def stats(self) -> dict[str, int]:
-        """Cumulative counts: calls, verdicts by method, time-outs, errors, worker starts and kills."""
+        """Cumulative counts: calls, verdicts by method, time-outs, errors, worker starts, kills and deaths."""
         return self._stats.snapshot()
 
     def worker_pids(self) -> list[int]:
@@ -744,6 +765,10 @@ def compute_score(
     data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **grader_settings: Any
 ) -> dict[str, Any]:
     """verl ``custom_reward_function`` interface: the same verdict for every ``data_source``.
+
+    Select it with ``reward.custom_reward_function.path=pkg://reward.grader`` and
+    ``reward.custom_reward_function.name=compute_score`` (the ``pkg://`` form: verl loads a file path
+    without registering the module, which breaks this module's dataclasses).
 
     Returns ``{"score": 1.0 | 0.0, "acc": bool, "pred": str, "timed_out": bool}`` (same keys for every
     sample, as verl requires). ``grader_settings`` (verl's ``reward_kwargs``) are ``GraderConfig`` fields.

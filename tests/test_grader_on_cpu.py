@@ -1,0 +1,548 @@
+"""Tests of the outcome grader (reward/grader.py) with real math-verify, real worker processes and Ray.
+
+The equivalence table below is the grader's specification: every row is graded twice, once with the
+in-process fast path (the default) and once with every boxed answer sent to math-verify, and both must
+give the expected verdict — so the fast path can never change a verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from reward.grader import (
+    GraderConfig,
+    GradeResult,
+    OutcomeGrader,
+    canonical_answer,
+    compute_score,
+    compute_score_async,
+    exact_verdict,
+    extract_final_answer,
+)
+
+#: Time bound used by the tests that make math-verify hang (short, to keep the suite fast).
+TEST_TIMEOUT_S = 1.0
+
+#: Allowance for waking the waiting thread and killing the worker on a loaded 2-core CI machine. The
+#: grader's own overhead is milliseconds; this only absorbs scheduler noise from parallel test runs.
+OVERHEAD_ALLOWANCE_S = 1.0
+
+#: Answers that make math-verify run for minutes (measured: > 20 s each without a bound).
+HANGING_ANSWERS = {
+    "power tower": "9^{9^{9^{9}}}",
+    "factorial of a huge number": "(10^{10})!",
+    "nested fractions": "\\frac{1}{" * 50 + "2" + "}" * 50,
+}
+
+# fmt: off
+#: (response, ground truth, expected verdict). Grouped by category; comments say why where it is not obvious.
+EQUIVALENCE_TABLE = [
+    # -- fractions
+    ("\\boxed{\\frac{1}{2}}",                       "\\frac12",                 True),
+    ("\\boxed{\\dfrac{1}{2}}",                      "1/2",                      True),
+    ("\\boxed{2/4}",                                "\\frac{1}{2}",             True),
+    ("\\boxed{\\frac{9}{4}}",                       "2\\frac{1}{4}",            True),   # mixed number
+    ("\\boxed{\\frac{-1}{2}}",                      "-\\frac12",                True),
+    ("\\boxed{\\frac{1}{3}}",                       "\\frac{2}{3}",             False),
+    # -- decimals
+    ("\\boxed{0.5}",                                "\\frac{1}{2}",             True),
+    ("\\boxed{\\frac{9}{4}}",                       "2.25",                     True),
+    ("\\boxed{6.0}",                                "6",                        True),
+    ("\\boxed{-0.5}",                               "-\\frac{1}{2}",            True),
+    ("\\boxed{0.333}",                              "\\frac13",                 False),  # equal only to 6 places
+    ("\\boxed{3.14}",                               "\\pi",                     False),
+    # -- LaTeX forms and expressions
+    ("\\boxed{2\\sqrt{2}}",                         "\\sqrt{8}",                True),
+    ("\\boxed{\\frac{\\sqrt{3}}{3}}",               "\\frac{1}{\\sqrt{3}}",     True),
+    ("\\boxed{x^2+2x+1}",                           "(x+1)^2",                  True),
+    ("\\boxed{10^{3}}",                             "1000",                     True),
+    ("\\boxed{1{,}000}",                            "1000",                     True),   # thousands separator
+    ("\\boxed{x = 3}",                              "3",                        True),   # the value of an assignment
+    ("\\boxed{2i+4}",                               "4+2i",                     True),
+    ("\\boxed{\\pi r^2}",                           "r^2\\pi",                  True),
+    ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", True),
+    ("\\boxed{012}",                                "12",                       True),
+    ("\\boxed{\\sqrt{3}}",                          "\\sqrt{2}",                False),
+    ("\\boxed{-7}",                                 "7",                        False),
+    # -- intervals
+    ("\\boxed{(1,2)}",                              "(1, 2)",                   True),
+    ("\\boxed{\\left( 1, 2 \\right)}",              "(1,2)",                    True),
+    ("\\boxed{(-\\infty, 3)}",                      "(-\\infty,3)",             True),
+    ("\\boxed{x \\in (1,2)}",                       "(1,2)",                    True),
+    ("\\boxed{[0, \\infty)}",                       "[0,\\infty)",              True),
+    ("\\boxed{(1,2) \\cup (3,4)}",                  "(3,4)\\cup(1,2)",          True),
+    ("\\boxed{(1,2]}",                              "[1,2)",                    False),  # open/closed ends matter
+    ("\\boxed{(1,3)}",                              "(1,2)",                    False),
+    # -- sets and lists of answers
+    ("\\boxed{\\{1,2,3\\}}",                        "\\{3,2,1\\}",              True),
+    ("\\boxed{1, 2, 3}",                            "3,2,1",                    True),
+    ("\\boxed{\\{1,2\\}}",                          "\\{1,2,3\\}",              False),
+    ("\\boxed{1, 2}",                               "1, 2, 3",                  False),
+    # -- units
+    ("\\boxed{5\\text{ cm}}",                       "5",                        True),
+    ("\\boxed{90^\\circ}",                          "90",                       True),
+    ("\\boxed{\\$12.50}",                           "12.5",                     True),
+    ("\\boxed{50\\%}",                              "50\\%",                    True),
+    ("\\boxed{5 \\text{ meters}}",                  "6",                        False),
+    ("\\boxed{50\\%}",                              "50",                       False),  # math-verify's choice: 50 % is 0.5
+    ("\\boxed{30^\\circ}",                          "\\frac{\\pi}{6}",          False),  # degrees are not converted
+    # -- text answers
+    ("\\boxed{\\text{Evelyn}}",                     "\\text{Evelyn}",           True),
+    ("\\boxed{Evelyn}",                             "\\text{Evelyn}",           True),
+    ("\\boxed{\\text{(C)}}",                        "C",                        True),   # multiple-choice letter
+    ("\\boxed{\\text{east}}",                       "\\text{west}",             False),
+    ("\\boxed{\\text{B}}",                          "\\text{C}",                False),
+    ("\\boxed{nylevE}",                             "\\text{Evelyn}",           False),  # not a product of symbols
+    # -- several boxes: the last one is the final answer
+    ("First \\boxed{3}, corrected: \\boxed{5}",     "5",                        True),
+    ("\\boxed{5}, wait, \\boxed{3}",                "5",                        False),
+    ("\\boxed{\\boxed{5}}",                         "5",                        True),
+    ("\\boxed{2} then \\fbox{7}",                   "7",                        True),
+    ("\\fbox{7} then \\boxed{2}",                   "7",                        False),
+    # -- no final answer: always wrong
+    ("The answer is 5.",                            "5",                        False),  # no box
+    ("",                                            "5",                        False),
+    ("\\boxed{}",                                   "5",                        False),  # empty box
+    ("\\boxed{5} and then \\boxed{5",               "5",                        False),  # last box cut off
+    ("so $\\boxed 5$.",                             "5",                        True),   # brace-less \boxed
+    # -- reasoning blocks (think_mode=auto): only the text after </think> counts
+    ("<think>maybe \\boxed{3}</think> The answer is \\boxed{5}", "5",           True),
+    ("<think>I get \\boxed{5}</think> Final: \\boxed{3}",        "5",           False),
+    ("<think>so \\boxed{5}",                        "5",                        False),  # reasoning never finished
+    ("reasoning \\boxed{3}</think> so \\boxed{5}",  "5",                        True),   # <think> was in the prompt
+    ("reasoning \\boxed{5}</think> I am not sure.", "5",                        False),
+    # -- reference answers written with a box or dollars
+    ("\\boxed{5}",                                  "\\boxed{5}",               True),
+    ("\\boxed{5}",                                  "$5$",                      True),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with OutcomeGrader() as default_grader:
+        yield default_grader
+
+
+@pytest.fixture(scope="module")
+def math_verify_only_grader():
+    """Every boxed answer goes to math-verify: no fast path, no cache."""
+    with OutcomeGrader(GraderConfig(exact_match_first=False, cache_size=0)) as slow_grader:
+        yield slow_grader
+
+
+@pytest.fixture
+def short_timeout_grader():
+    with OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S, num_workers=1)) as bounded:
+        bounded.warm_up()
+        yield bounded
+
+
+def _row_id(row):
+    response, truth, expected = row
+    return f"{response[:40]}|{truth}|{expected}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The equivalence table
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("response, ground_truth, expected", EQUIVALENCE_TABLE, ids=map(_row_id, EQUIVALENCE_TABLE))
+def test_equivalence_table(grader, math_verify_only_grader, response, ground_truth, expected):
+    result = grader.grade(response, ground_truth)
+    assert result.correct is expected, result
+    assert not result.timed_out
+    reference = math_verify_only_grader.grade(response, ground_truth)
+    assert reference.correct is expected, reference
+    assert reference.method in ("math_verify", "no_answer"), reference
+
+
+def test_fast_path_is_used_for_identical_answers_and_integers(grader):
+    assert grader.grade("so \\boxed{ \\dfrac{1}{2} }.", "\\frac{1}{2}").method == "exact"
+    wrong_integer = grader.grade("\\boxed{41}", "42")
+    assert (wrong_integer.correct, wrong_integer.method, wrong_integer.extracted_answer) == (False, "exact", "41")
+    # everything else reaches math-verify once, then the cache
+    first = grader.grade("\\boxed{0.25}", "\\frac14")
+    second = grader.grade("\\boxed{0.25}", "\\frac14")
+    assert (first.method, second.method) == ("math_verify", "cache")
+    assert first.correct and second.correct
+
+
+def test_answers_without_a_box_never_reach_math_verify():
+    with OutcomeGrader() as fresh:
+        results = [fresh.grade(r, "5") for r in ("The answer is 5.", "\\boxed{}", "\\boxed{5", "\\boxed{5}")]
+        assert [r.method for r in results] == ["no_answer", "no_answer", "no_answer", "exact"]
+        assert [r.extracted_answer for r in results] == [None, None, None, "5"]
+        assert fresh.worker_pids() == []  # lazy: no worker process was needed
+        assert fresh.stats()["worker_starts"] == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction and canonical forms
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response, answer",
+    [
+        ("\\boxed{\\frac{a}{\\{b\\}}}", "\\frac{a}{\\{b\\}}"),  # escaped braces do not close the box
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("\\boxed {7}", "7"),  # space before the brace
+        ("\\boxed{a \\\\ b}", "a \\\\ b"),  # a LaTeX line break is not an escaped brace
+        ("$\\boxed\\frac{1}{2}$", "\\frac{1}{2}"),  # brace-less: runs to `$`
+        ("\\boxed{3}\\boxedanswer{4}", "3"),  # \boxedanswer is another command
+        ("\\boxed{1}\n\n\\boxed{ 2 }", "2"),
+    ],
+)
+def test_extract_final_answer(response, answer):
+    assert extract_final_answer(response).answer == answer
+
+
+def test_think_modes():
+    response = "reasoning \\boxed{3}</think> so \\boxed{5}"
+    assert extract_final_answer(response, think_mode="auto").answer == "5"
+    assert extract_final_answer(response, think_mode="ignore").answer == "5"
+    assert extract_final_answer("no think block \\boxed{5}", think_mode="required").answer is None
+    assert extract_final_answer("no think block \\boxed{5}", think_mode="auto").answer == "5"
+    assert extract_final_answer("<think>\\boxed{5}", think_mode="ignore").answer == "5"
+    assert extract_final_answer("<think>\\boxed{5}", think_mode="auto").reason == "no_answer"
+
+
+def test_too_long_box_is_not_an_answer():
+    assert extract_final_answer("\\boxed{" + "1" * 50 + "}", max_chars=49).reason == "too_long"
+    assert extract_final_answer("\\boxed{" + "1" * 49 + "}", max_chars=49).answer == "1" * 49
+    with OutcomeGrader(GraderConfig(max_answer_chars=10)) as small:
+        result = small.grade("\\boxed{" + "x+" * 20 + "1}", "1")
+        assert (result.method, result.correct, result.extracted_answer) == ("too_long", False, None)
+        # the limit counts beyond the reference's own length, so a long correct answer still counts
+        long_reference = "+".join(["x"] * 20)
+        assert small.grade(f"\\boxed{{{long_reference}}}", long_reference).correct
+
+
+def test_canonical_answer_is_conservative():
+    assert canonical_answer(" $\\dfrac{1}{2}$. ") == "\\frac{1}{2}"
+    assert canonical_answer("\\left( 1 ,\\, 2 \\right)") == "(1,2)"
+    assert canonical_answer("\\pi r") != canonical_answer("\\pir")  # a space after a command word matters
+    assert exact_verdict("1 2", "12") is None  # digits separated by a space: math-verify decides
+    assert exact_verdict("0.50", "0.5") is None
+    assert exact_verdict("-0", "0") is True
+    assert exact_verdict("1" * 200, "1" * 200) is True  # identical strings
+    assert exact_verdict("1" * 200, "1" * 199 + "2") is None  # too long for the integer path
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_mapping():
+    assert GraderConfig.from_mapping(None) == GraderConfig()
+    section = OmegaConf.create({"timeout_s": 2.5, "num_workers": 1, "think_mode": "required"})
+    config = GraderConfig.from_mapping(section)
+    assert (config.timeout_s, config.num_workers, config.think_mode) == (2.5, 1, "required")
+    assert config.max_answer_chars == GraderConfig().max_answer_chars
+
+
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({"timeot_s": 1}, "reward.sgpo.grader.timeot_s"),
+        ({"timeout_s": 0}, "reward.sgpo.grader.timeout_s"),
+        ({"timeout_s": float("nan")}, "reward.sgpo.grader.timeout_s"),
+        ({"timeout_s": float("inf")}, "reward.sgpo.grader.timeout_s"),
+        ({"timeout_s": "5"}, "reward.sgpo.grader.timeout_s"),
+        ({"num_workers": 0}, "reward.sgpo.grader.num_workers"),
+        ({"num_workers": 1.5}, "reward.sgpo.grader.num_workers"),
+        ({"max_answer_chars": 0}, "reward.sgpo.grader.max_answer_chars"),
+        ({"cache_size": -1}, "reward.sgpo.grader.cache_size"),
+        ({"think_mode": "strip"}, "reward.sgpo.grader.think_mode"),
+        ({"exact_match_first": "yes"}, "reward.sgpo.grader.exact_match_first"),
+    ],
+)
+def test_config_errors_name_the_full_key(section, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        GraderConfig.from_mapping(section)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input never raises
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("response, ground_truth", [(None, "5"), ("\\boxed{5}", None), ("\\boxed{5}", ""),
+                                                    ("\\boxed{5}", ["5"]), (b"\\boxed{5}", "5")])  # fmt: skip
+def test_bad_input_is_wrong_not_an_exception(grader, response, ground_truth):
+    result = grader.grade(response, ground_truth)
+    assert (result.correct, result.method) == (False, "error")
+
+
+def test_numeric_reference_is_accepted(grader):
+    assert grader.grade("\\boxed{42}", 42).correct
+    assert grader.grade("\\boxed{0.5}", 0.5).correct
+
+
+# --------------------------------------------------------------------------------------------------
+# Pathological inputs: each call ends within its bound
+# --------------------------------------------------------------------------------------------------
+
+
+def _assert_within_bound(result: GradeResult, timeout_s: float) -> None:
+    assert result.latency_s - result.queue_s <= timeout_s + OVERHEAD_ALLOWANCE_S, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HANGING_ANSWERS))
+def test_hanging_math_verify_is_killed_at_the_bound(short_timeout_grader, name):
+    grader = short_timeout_grader
+    before = grader.worker_pids()
+    started = time.monotonic()
+    result = grader.grade(f"Therefore \\boxed{{{HANGING_ANSWERS[name]}}}", "1")
+    elapsed = time.monotonic() - started
+    assert (result.correct, result.timed_out, result.method) == (False, True, "timeout")
+    assert elapsed <= TEST_TIMEOUT_S + OVERHEAD_ALLOWANCE_S
+    _assert_within_bound(result, TEST_TIMEOUT_S)
+    assert grader.stats()["timeouts"] == 1 and grader.stats()["worker_kills"] == 1
+    for pid in before:
+        assert _process_gone(pid)  # killed and reaped
+    # the worker is replaced and the next answer is graded normally
+    follow_up = grader.grade("\\boxed{0.5}", "\\frac12")
+    assert (follow_up.correct, follow_up.method) == (True, "math_verify")
+    assert grader.worker_pids() and grader.worker_pids() != before
+
+
+@pytest.mark.slow
+def test_deeply_nested_braces_finish_within_the_bound(short_timeout_grader):
+    nested = "{" * 450 + "1" + "}" * 450  # fits max_answer_chars; math-verify needs seconds for it
+    result = short_timeout_grader.grade(f"\\boxed{{{nested}}}", "1")
+    assert result.correct is False and result.method in ("timeout", "math_verify")
+    _assert_within_bound(result, TEST_TIMEOUT_S)
+    # deeper than the answer limit: refused in-process, without a worker
+    deeper = "{" * 5000 + "1" + "}" * 5000
+    result = short_timeout_grader.grade(f"\\boxed{{{deeper}}}", "1")
+    assert (result.method, result.correct) == ("too_long", False)
+    assert result.latency_s < TEST_TIMEOUT_S
+
+
+@pytest.mark.parametrize(
+    "response, method",
+    [
+        ("Step. " * 17_000 + "So the answer is \\boxed{5}.", "exact"),  # 100,000 characters of reasoning
+        ("\\boxed{" * 15_000, "no_answer"),  # 100,000 characters of unclosed boxes
+        ("{" * 100_000, "no_answer"),  # 100,000 unbalanced braces, no box
+        ("\\boxed{" + "{" * 100_000 + "5", "too_long"),  # one box that never closes
+        ("<think>" + "x " * 50_000 + "</think>\\boxed{5}", "exact"),
+        ("\\boxed{5}" + "\\" * 100_000, "exact"),  # a tail of backslashes
+    ],
+    ids=["long-reasoning", "unclosed-boxes", "braces", "unclosed-giant-box", "long-think", "backslashes"],
+)
+def test_100k_character_responses_are_graded_in_process_quickly(response, method):
+    assert len(response) >= 100_000
+    with OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S)) as fresh:
+        result = fresh.grade(response, "5")
+        assert (result.method, result.correct) == (method, method == "exact")
+        assert result.latency_s < TEST_TIMEOUT_S  # in-process work is bounded by the answer limit
+        assert fresh.worker_pids() == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Async use (verl's reward loop) and threads
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_agrade_runs_concurrently_without_blocking_the_event_loop():
+    responses = [(f"so \\boxed{{{i}/4}}", f"{i * 0.25}") for i in range(40)]
+    responses += [(f"\\boxed{{{HANGING_ANSWERS['power tower']}}}", "1")] * 2
+
+    async def run(grader):
+        longest_gap = 0.0
+        done = asyncio.Event()
+
+        async def ticker():
+            nonlocal longest_gap
+            last = time.monotonic()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                longest_gap = max(longest_gap, now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        results = await asyncio.gather(*(grader.agrade(r, t) for r, t in responses))
+        done.set()
+        await tick
+        return results, longest_gap
+
+    with OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S, num_workers=2)) as grader:
+        results, longest_gap = asyncio.run(run(grader))
+    assert [r.correct for r in results[:40]] == [True] * 40
+    assert [r.method for r in results[40:]] == ["timeout", "timeout"]
+    for result in results:
+        _assert_within_bound(result, TEST_TIMEOUT_S)
+    assert longest_gap < 0.5  # the loop kept running while both workers were stuck
+
+
+def test_grade_is_thread_safe(grader):
+    rows = [(r, t, e) for r, t, e in EQUIVALENCE_TABLE if "\\boxed" in r] * 3
+    verdicts: list[tuple[bool, bool]] = []
+    lock = threading.Lock()
+
+    def work(chunk):
+        for response, truth, expected in chunk:
+            got = grader.grade(response, truth).correct
+            with lock:
+                verdicts.append((got, expected))
+
+    threads = [threading.Thread(target=work, args=(rows[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(verdicts) == len(rows)
+    assert all(got == expected for got, expected in verdicts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker lifecycle
+# --------------------------------------------------------------------------------------------------
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie that is not ours to reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return True
+    state, parent = fields[0], int(fields[1])
+    return state == "Z" and parent != os.getpid()
+
+
+def _wait_gone(pids, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(_process_gone(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_close_reaps_workers_and_the_pool_restarts_lazily():
+    grader = OutcomeGrader(GraderConfig(num_workers=2))
+    grader.warm_up()
+    pids = grader.worker_pids()
+    assert len(pids) == 2
+    grader.close()
+    grader.close()  # idempotent
+    assert grader.worker_pids() == []
+    assert all(_process_gone(pid) for pid in pids)  # reaped at once: no zombies
+    assert grader.grade("\\boxed{0.5}", "\\frac12").method == "math_verify"  # restarts on demand
+    new_pids = grader.worker_pids()
+    assert new_pids and not set(new_pids) & set(pids)
+    del grader  # the finalizer stops the workers
+    assert _wait_gone(new_pids)
+
+
+def test_a_worker_killed_from_outside_is_replaced():
+    """A real fault: the worker process is SIGKILLed (as the OOM killer would) between calls."""
+    with OutcomeGrader(GraderConfig(num_workers=1)) as grader:
+        grader.warm_up()
+        (pid,) = grader.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        result = grader.grade("\\boxed{0.5}", "\\frac12")
+        assert (result.correct, result.method) == (True, "math_verify")
+        assert grader.worker_pids() != [pid]
+        assert _process_gone(pid)
+
+
+@pytest.mark.slow
+def test_workers_die_with_their_parent(tmp_path):
+    """The grader's process is SIGKILLed (no clean-up runs); its workers must not outlive it."""
+    script = (
+        "import sys, time\n"
+        "from reward.grader import OutcomeGrader, GraderConfig\n"
+        "g = OutcomeGrader(GraderConfig(num_workers=2, timeout_s=600))\n"
+        "g.warm_up()\n"
+        "print(' '.join(map(str, g.worker_pids())), flush=True)\n"
+        # one worker busy in a hanging computation, one idle
+        "g.grade('\\\\boxed{9^{9^{9^{9}}}}', '1')\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        pids = [int(p) for p in child.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(0.5)  # let the hanging comparison start
+        assert not any(_process_gone(pid) for pid in pids)
+    finally:
+        child.kill()
+        child.wait()
+    assert _wait_gone(pids), "worker processes outlived their parent"
+
+
+@pytest.mark.slow
+def test_grader_inside_a_ray_actor():
+    """verl's reward workers are async Ray actors: grade there, time out there, and clean up with the actor."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class RewardWorkerLike:
+        def __init__(self):
+            self.grader = OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S, num_workers=2))
+
+        async def grade_all(self, rows):
+            results = await asyncio.gather(*(self.grader.agrade(r, t) for r, t in rows))
+            return [(r.correct, r.method) for r in results], self.grader.worker_pids()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        actor = RewardWorkerLike.remote()
+        rows = [("\\boxed{0.5}", "\\frac12"), ("\\boxed{3}", "3"), ("\\boxed{9^{9^{9^{9}}}}", "1"), ("none", "1")]
+        verdicts, pids = ray.get(actor.grade_all.remote(rows), timeout=120)
+        assert verdicts == [(True, "math_verify"), (True, "exact"), (False, "timeout"), (False, "no_answer")]
+        assert pids
+        ray.kill(actor)
+        assert _wait_gone(pids), "worker processes outlived the Ray actor"
+    finally:
+        ray.shutdown()
+
+
+# --------------------------------------------------------------------------------------------------
+# verl's custom_reward_function interface
+# --------------------------------------------------------------------------------------------------
+
+
+def test_compute_score_through_verls_loader():
+    """verl loads the function from the config exactly as a run would, with reward_kwargs passed on.
+
+    The ``pkg://`` form is required: verl loads a file path without registering the module, which
+    breaks any module that defines dataclasses.
+    """
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = OmegaConf.create(
+        {"reward": {"custom_reward_function": {"path": "pkg://reward.grader",
+                                               "name": "compute_score",
+                                               "reward_kwargs": {"timeout_s": 3.0}}}}  # fmt: skip
+    )
+    score = get_custom_reward_fn(config)
+    correct = score(data_source="sgpo/aime24", solution_str="\\boxed{0.5}", ground_truth="\\frac12", extra_info={})
+    no_box = score(data_source="aime24", solution_str="Answer: 0.5", ground_truth="\\frac12", extra_info=None)
+    assert correct == {"score": 1.0, "acc": True, "pred": "0.5", "timed_out": False}
+    assert no_box == {"score": 0.0, "acc": False, "pred": "", "timed_out": False}  # same keys, any data source
+    with pytest.raises(ValueError, match=r"reward\.sgpo\.grader\.timeout"):
+        compute_score("sgpo/x", "\\boxed{1}", "1", timeout=3)
+
+
+def test_compute_score_async():
+    result = asyncio.run(compute_score_async("sgpo/math500", "\\boxed{\\dfrac{3}{6}}", "0.5"))
+    assert result["acc"] is True and result["score"] == 1.0
