@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import os
 
-#: Environment variable (verl's own) whose value ``cpu`` selects this backend.
+#: Environment variable (verl's own) and the value of it that selects this backend.
 PLATFORM_ENV = "VERL_PLATFORM"
+PLATFORM_NAME = "cpu"
 
 
 def requested() -> bool:
-    """True when this process was asked to run verl on the CPU (``VERL_PLATFORM=cpu``)."""
-    from recipe.cpu_backend.platform import PLATFORM_NAME
-
+    """True when this process was asked to run verl on the CPU (``VERL_PLATFORM=cpu``). Imports nothing."""
     return os.environ.get(PLATFORM_ENV, "").strip().lower() == PLATFORM_NAME
 
 

@@ -24,8 +24,8 @@ from typing import Any, Optional
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-#: Name of the platform in verl's registry (``VERL_PLATFORM=cpu``).
-PLATFORM_NAME = "cpu"
+from recipe.cpu_backend import PLATFORM_NAME  # noqa: E402  the platform's name in verl's registry
+
 #: torch's device type and the collective backend that runs on it.
 DEVICE_NAME = "cpu"
 COMMUNICATION_BACKEND = "gloo"
