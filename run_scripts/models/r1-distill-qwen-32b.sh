@@ -1,0 +1,41 @@
+# shellcheck shell=bash disable=SC2034
+# DeepSeek-R1-Distill-Qwen-32B on 4 nodes x 8 GPUs x 80 GB. Sourced by sgpo_ and
+# grpo_r1-distill-qwen-32b.sh, so the baseline runs with exactly these settings. "ours" marks our choices
+# (the paper does not give them); the memory estimate behind them: run_scripts/estimate_memory.py.
+: "${MODEL_PATH:=deepseek-ai/DeepSeek-R1-Distill-Qwen-32B}"
+: "${NNODES:=4}"
+# Distilled models train on DeepScaleR (ours), written with the boxed instruction:
+#   python -m data_prep write deepscaler benchmarks --template boxed
+: "${TRAIN_FILES:=$(hydra_files train deepscaler)}"
+
+max_prompt_length=1024
+max_response_length=16384   # ours: as the 7B distilled run (see r1-distill-qwen-7b.sh)
+
+MODEL_OVERRIDES=(
+  "data.max_prompt_length=$max_prompt_length"
+  "data.max_response_length=$max_response_length"
+  data.train_batch_size=64                     # prompts per step (ours): 512 long responses with n = 8
+  actor_rollout_ref.rollout.n=8                # group size (ours)
+  actor_rollout_ref.actor.ppo_mini_batch_size=16   # prompts per policy update: 4 updates a step (ours)
+  actor_rollout_ref.actor.optim.lr=1e-6        # ours
+  actor_rollout_ref.actor.use_kl_loss=False    # ours: no reference model (see qwen2.5-7b.sh)
+  actor_rollout_ref.actor.kl_loss_coef=0.0
+  # Ulysses sequence parallelism over the 8 GPUs of a node: 8k tokens a GPU, 64k per group.
+  actor_rollout_ref.actor.use_dynamic_bsz=True
+  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192
+  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=16384
+  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=16384
+  actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=8
+  actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=8
+  # Weights and Adam state to CPU memory while vLLM generates: its long-response KV cache gets the room.
+  actor_rollout_ref.actor.fsdp_config.param_offload=True
+  actor_rollout_ref.actor.fsdp_config.optimizer_offload=True
+  actor_rollout_ref.ref.fsdp_config.param_offload=True
+  # vLLM: one replica per node (TP 8 over NVLink): 8 GB of weights a GPU leaves the most KV cache for
+  # 17k-token sequences; 4 replicas.
+  actor_rollout_ref.rollout.tensor_model_parallel_size=8
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  trainer.total_epochs=1                       # 630 steps on DeepScaleR (ours)
+  trainer.test_freq=50
+  trainer.save_freq=50
+)
