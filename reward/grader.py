@@ -50,7 +50,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError as FutureCancelledError
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -126,7 +127,8 @@ class GraderConfig:
             math-verify (the tests do); it never changes a verdict, only the speed.
         cache_size: Verdicts kept in an in-process LRU cache keyed by (answer, reference); a group of
             ``n`` responses often repeats the same wrong answer. Only finished comparisons are cached
-            (never time-outs or errors). 0 disables the cache.
+            (never time-outs or errors); concurrent calls with the same pair share one running
+            comparison. 0 disables both (every boxed answer not decided by the fast path is compared).
     """
 
     timeout_s: float = 5.0
@@ -618,6 +620,8 @@ class OutcomeGrader:
         self._cache = _VerdictCache(self.config.cache_size)
         self._pool = _WorkerPool(self.config.num_workers, self._stats)
         self._bad_input_warnings = 0
+        self._inflight: dict[tuple[str, str], Future] = {}
+        self._inflight_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _WorkerPool.close, self._pool)
 
     # -- public API ------------------------------------------------------------------------------
@@ -630,7 +634,11 @@ class OutcomeGrader:
             if isinstance(prepared, GradeResult):
                 return prepared
             answer, reference = prepared
-            outcome = self._pool.submit(answer, reference, self.config.timeout_s).result()
+            future = self._submit(answer, reference)
+            try:
+                outcome = future.result()
+            except FutureCancelledError:  # close() dropped it before a worker took it
+                return self._result(False, answer, "error", started)
             return self._finish(answer, reference, outcome, started)
         except Exception as error:  # never raise into the reward loop
             return self._internal_error(error, started)
@@ -643,8 +651,14 @@ class OutcomeGrader:
             if isinstance(prepared, GradeResult):
                 return prepared
             answer, reference = prepared
-            future = self._pool.submit(answer, reference, self.config.timeout_s)
-            outcome = await asyncio.wrap_future(future)
+            future = self._submit(answer, reference)
+            try:
+                # shield: cancelling this caller must not cancel a comparison other callers share
+                outcome = await asyncio.shield(asyncio.wrap_future(future))
+            except asyncio.CancelledError:
+                if future.cancelled():  # close() dropped it before a worker took it
+                    return self._result(False, answer, "error", started)
+                raise  # our caller was cancelled
             return self._finish(answer, reference, outcome, started)
         except asyncio.CancelledError:
             raise
@@ -700,6 +714,28 @@ class OutcomeGrader:
         if cached is not None:
             return self._result(cached, found.answer, "cache", started)
         return found.answer, reference
+
+    def _submit(self, answer: str, reference: str) -> Future:
+        """Start a comparison, or join the identical one already running (unless the cache is off).
+
+        In RL a group's responses often share an answer and are graded concurrently, before the first
+        verdict can reach the cache; sharing the running comparison keeps them to one math-verify call.
+        """
+        if not self.config.cache_size:
+            return self._pool.submit(answer, reference, self.config.timeout_s)
+        key = (answer, reference)
+        with self._inflight_lock:
+            future = self._inflight.get(key)
+            if future is not None:
+                return future
+            future = self._inflight[key] = self._pool.submit(answer, reference, self.config.timeout_s)
+        future.add_done_callback(lambda done: self._forget_inflight(key, done))
+        return future
+
+    def _forget_inflight(self, key: tuple[str, str], done: Future) -> None:
+        with self._inflight_lock:
+            if self._inflight.get(key) is done:
+                del self._inflight[key]
 
     def _finish(self, answer: str, reference: str, outcome: _Outcome, started: float) -> GradeResult:
         if outcome.status == "ok":

@@ -362,7 +362,7 @@ def test_100k_character_responses_are_graded_in_process_quickly(response, method
 @pytest.mark.slow
 def test_agrade_runs_concurrently_without_blocking_the_event_loop():
     responses = [(f"so \\boxed{{{i}/4}}", f"{i * 0.25}") for i in range(40)]
-    responses += [(f"\\boxed{{{HANGING_ANSWERS['power tower']}}}", "1")] * 2
+    responses += [(f"\\boxed{{{HANGING_ANSWERS[name]}}}", "1") for name in ("power tower", "nested fractions")]
 
     async def run(grader):
         longest_gap = 0.0
@@ -390,6 +390,28 @@ def test_agrade_runs_concurrently_without_blocking_the_event_loop():
     for result in results:
         _assert_within_bound(result, TEST_TIMEOUT_S)
     assert longest_gap < 0.5  # the loop kept running while both workers were stuck
+
+
+@pytest.mark.slow
+def test_concurrent_identical_answers_share_one_comparison():
+    """A group repeating one (here: hanging) answer costs one comparison, and one caller's
+    cancellation does not cancel the comparison the others wait for."""
+    hanging = (f"\\boxed{{{HANGING_ANSWERS['power tower']}}}", "1")
+
+    async def run(grader):
+        tasks = [asyncio.ensure_future(grader.agrade(*hanging)) for _ in range(8)]
+        await asyncio.sleep(0.2)
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks[1:])
+
+    with OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S, num_workers=1)) as grader:
+        grader.warm_up()
+        started = time.monotonic()
+        results = asyncio.run(run(grader))
+        elapsed = time.monotonic() - started
+        assert [r.method for r in results] == ["timeout"] * 7
+        assert grader.stats()["worker_kills"] == 1
+    assert elapsed < 2 * TEST_TIMEOUT_S + OVERHEAD_ALLOWANCE_S  # one bound, not seven in a row
 
 
 def test_grade_is_thread_safe(grader):
