@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -99,3 +100,94 @@ def test_cli_rejects_an_override_that_does_not_compose(repo_root):
     )
     assert result.returncode == 1
     assert "does not compose" in result.stderr and "no_such_key" in result.stderr
+
+
+# --- judge placement, token budgets and context length (the launch scripts' fail-fast rules) ---------
+
+#: The standalone judge exactly as run_scripts/common.sh places it (JUDGE_PLACEMENT=standalone).
+STANDALONE_JUDGE = [
+    "reward.reward_model.enable=True",
+    "reward.reward_model.enable_resource_pool=True",
+    "reward.reward_model.nnodes=1",
+    "reward.reward_model.n_gpus_per_node=8",
+    "reward.reward_model.model_path=/models/QwQ-32B",
+    "reward.reward_model.rollout.name=vllm",
+    "reward.custom_reward_function.path=pkg://reward.grader",
+]
+PLACEMENT = "judge placement (reward.reward_model.*)"
+BUDGETS = "token budgets hold the longest sequence"
+CONTEXT = "policy context holds prompt + response (local model folders)"
+
+
+def _failure(report, name):
+    return next((failure for failure in report.failures if failure.startswith(name)), None)
+
+
+def test_the_standalone_judge_and_no_judge_pass_the_placement_check():
+    assert PLACEMENT in run_checks(compose_config([*RUNNABLE, *STANDALONE_JUDGE])).passed
+    assert PLACEMENT in run_checks(compose_config(RUNNABLE)).passed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # verl's reward loop would score with the judge as a discriminative model and skip our manager
+        (["reward.custom_reward_function.path=null"], "never calls the reward manager"),
+        # colocated under the V1 trainer: no reference, no uid reach the reward workers
+        (["reward.reward_model.enable_resource_pool=False"], "colocated reward model"),
+        (["reward.reward_model.nnodes=0"], "needs at least one node and one GPU"),
+        (["reward.custom_reward_function.path=pkg://reward.no_such_module"], "reward.no_such_module"),
+    ],
+)
+def test_each_unworkable_judge_placement_is_reported(overrides, message):
+    report = run_checks(compose_config([*RUNNABLE, *STANDALONE_JUDGE, *overrides]))
+    failure = _failure(report, PLACEMENT)
+    assert failure is not None and message in failure, report.render()
+
+
+def _long_run(*overrides):
+    return [*RUNNABLE, "data.max_prompt_length=1024", "data.max_response_length=16384",
+            "actor_rollout_ref.actor.use_dynamic_bsz=True", *overrides]
+
+
+def test_a_token_budget_below_the_longest_sequence_is_reported_with_the_minimum():
+    report = run_checks(compose_config(_long_run(
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768",
+    )))
+    failure = _failure(report, BUDGETS)
+    assert failure is not None, report.render()
+    assert "ppo_max_token_len_per_gpu=8192" in failure and "at least 17408" in failure
+    assert "log_prob_max_token_len_per_gpu" not in failure
+
+
+def test_sequence_parallelism_multiplies_the_token_budget():
+    report = run_checks(compose_config(_long_run(
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=8192",
+        "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=4",
+    )))
+    assert BUDGETS in report.passed, report.render()
+
+
+@pytest.fixture
+def math_model_folder(tmp_path):
+    """A local model folder whose config.json has Qwen2.5-Math-7B's 4,096 positions."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 4096}))
+    return tmp_path
+
+
+def test_a_response_longer_than_a_local_models_context_is_reported(math_model_folder):
+    report = run_checks(compose_config([*RUNNABLE, f"actor_rollout_ref.model.path={math_model_folder}",
+                                        "data.max_prompt_length=1024", "data.max_response_length=8192"]))
+    failure = _failure(report, CONTEXT)
+    assert failure is not None and "9216 tokens" in failure and "at most 4096" in failure, report.render()
+
+
+def test_lengths_within_the_context_or_an_extended_context_pass(math_model_folder):
+    fits = [*RUNNABLE, f"actor_rollout_ref.model.path={math_model_folder}",
+            "data.max_prompt_length=1024", "data.max_response_length=3072"]
+    assert CONTEXT in run_checks(compose_config(fits)).passed
+    extended = [*fits, "data.max_response_length=8192",
+                "+actor_rollout_ref.model.override_config.max_position_embeddings=16384"]
+    assert CONTEXT in run_checks(compose_config(extended)).passed

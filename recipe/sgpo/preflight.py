@@ -9,7 +9,12 @@ config the trainer will see and checks, in seconds:
 3. ``algorithm.adv_estimator`` resolves in verl's estimator registry;
 4. ``algorithm.sgpo.*`` is valid, and SGPO's preconditions hold (no KL in the reward, groups of ≥ 2);
 5. the reward manager resolves (``reward.reward_manager.*``) to a verl ``RewardManagerBase``;
-6. verl's own ``validate_config`` passes (batch-size divisibility and the like).
+6. verl's own ``validate_config`` passes (batch-size divisibility and the like);
+7. the judge placement is one where the reward manager sees every row field (see
+   :func:`check_reward_placement`);
+8. with dynamic batches, every token budget holds the longest possible sequence (verl fails on the first
+   batch that has one, possibly hours in);
+9. a local policy model's context holds the longest prompt plus response (vLLM would cut responses).
 
 Usage::
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import sys
 import traceback
@@ -49,6 +55,15 @@ LEGACY_SECTIONS = {
 #: Estimators that normalise inside groups of responses to one prompt and so need ``rollout.n ≥ 2``.
 GROUP_ESTIMATORS = ("sgpo", "grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "grpo_passk", "gdpo")
 MIN_GROUP_SIZE = 2
+
+#: ``reward.sgpo.judge_scope`` that turns the judge off, and the judge backend that asks verl's reward model.
+JUDGE_OFF = "off"
+ROUTER_BACKEND = "router"
+#: ``reward.custom_reward_function.path`` that routes verl's reward loop to the reward manager when a
+#: reward model is enabled (our grader's verl entry point; the manager does all the scoring).
+GRADER_REWARD_FUNCTION = "pkg://reward.grader"
+#: Actor strategies whose dynamic-batch budgets are per GPU and multiplied by the Ulysses SP size.
+FSDP_STRATEGIES = ("fsdp", "fsdp2")
 
 
 @dataclass
@@ -149,6 +164,9 @@ def run_checks(config: Any) -> PreflightReport:
         _check(report, "groups of responses (rollout.n)", lambda: _validate_group_size(config))
     _check(report, "reward manager resolves", lambda: _resolve_reward_manager(config))
     _check(report, "verl's validate_config", lambda: _verl_validate(config))
+    _check(report, "judge placement (reward.reward_model.*)", lambda: check_reward_placement(config))
+    _check(report, "token budgets hold the longest sequence", lambda: check_token_budgets(config))
+    _check(report, "policy context holds prompt + response (local model folders)", lambda: check_context_length(config))
     return report
 
 
@@ -254,6 +272,144 @@ def _verl_validate(config: Any) -> None:
     validate_config(
         config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
     )
+
+
+def check_reward_placement(config: Any) -> None:
+    """Raise unless the reward model (the judge inside verl), if enabled, is placed where our manager works.
+
+    What verl 0.9.1 does (read in its code):
+
+    * ``RewardLoopWorker.compute_score`` (experimental/reward_loop/reward_loop.py): with
+      ``reward.reward_model.enable`` and no ``reward.custom_reward_function.path`` it scores with the reward
+      model as a *discriminative* one (``/classify``) and never calls the reward manager.
+    * Colocated (``enable_resource_pool=False``) under the V1 trainer: the batch is scored after the
+      rollout by ``_compute_reward_colocate`` (trainer/ppo/v1/trainer_base.py), which hands the reward
+      workers only prompts, responses and raw_prompt -- no ground truth, no extra_info (the reference
+      solution), no uid -- so a judge that compares with the reference cannot work there.
+    * Standalone (``enable_resource_pool=True``) scores each trajectory through the agent loop with all of
+      the row's fields, on a pool of ``reward.reward_model.nnodes`` x ``n_gpus_per_node`` GPUs (verl checks
+      they are positive only when it builds the pools).
+    * The judge backend ``router`` reaches that reward model through verl's router; without one it has no
+      address, and with one but another backend the judge model verl starts is never asked.
+    """
+    from omegaconf import OmegaConf
+
+    reward = config.reward
+    model = reward.reward_model
+    function_path = reward.custom_reward_function.get("path")
+    if function_path:
+        from verl.trainer.ppo.reward import get_custom_reward_fn
+
+        get_custom_reward_fn(config)  # raises naming the module or function that does not load
+    judge_backend = OmegaConf.select(config, "reward.sgpo.judge.backend")
+    judge_on = OmegaConf.select(config, "reward.sgpo.judge_scope") != JUDGE_OFF
+    problems = []
+    if model.enable:
+        if not function_path:
+            problems.append(
+                "reward.reward_model.enable=True without reward.custom_reward_function.path: verl's reward loop "
+                "then scores with the reward model as a discriminative one and never calls the reward manager; "
+                f"set reward.custom_reward_function.path={GRADER_REWARD_FUNCTION}"
+            )
+        if not model.enable_resource_pool and config.trainer.use_v1:
+            problems.append(
+                "a colocated reward model (reward.reward_model.enable_resource_pool=False) under the V1 trainer "
+                "gets only prompts and responses (no reference answer, reference solution or uid), so the "
+                "step-wise judge cannot work there; set reward.reward_model.enable_resource_pool=True with "
+                "reward.reward_model.nnodes / n_gpus_per_node (the judge on its own GPUs), or use an external "
+                "judge server (reward.sgpo.judge.backend=openai)"
+            )
+        if model.enable_resource_pool and (int(model.nnodes) <= 0 or int(model.n_gpus_per_node) <= 0):
+            problems.append(
+                f"reward.reward_model.nnodes={model.nnodes}, n_gpus_per_node={model.n_gpus_per_node}: the judge's "
+                "own pool (enable_resource_pool=True) needs at least one node and one GPU"
+            )
+        if judge_on and judge_backend is not None and judge_backend != ROUTER_BACKEND:
+            problems.append(
+                f"reward.reward_model.enable=True starts a judge model, but reward.sgpo.judge.backend={judge_backend} "
+                f"never asks it; set reward.sgpo.judge.backend={ROUTER_BACKEND}"
+            )
+    elif judge_on and judge_backend == ROUTER_BACKEND:
+        problems.append(
+            f"reward.sgpo.judge.backend={ROUTER_BACKEND} asks the judge model verl starts with "
+            "reward.reward_model.enable=True (model_path, enable_resource_pool=True), which is not enabled"
+        )
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+def check_token_budgets(config: Any) -> None:
+    """Raise unless every dynamic-batch token budget holds the longest possible sequence.
+
+    verl packs micro-batches up to ``budget × ulysses_sequence_parallel_size`` tokens and asserts
+    (``rearrange_micro_batches``) that the batch's longest sequence fits -- on the first batch that has a
+    sequence that long, which can be hours into a run. Longest = ``data.max_prompt_length +
+    data.max_response_length`` tokens. FSDP strategies only (the ones whose budget is per GPU and SP group).
+    """
+    from verl.trainer.ppo.utils import need_reference_policy
+
+    section = config.actor_rollout_ref
+    if str(section.actor.strategy) not in FSDP_STRATEGIES:
+        return
+    longest = int(config.data.max_prompt_length) + int(config.data.max_response_length)
+    budgets = []
+    if section.actor.use_dynamic_bsz:
+        budgets.append(("actor.ppo_max_token_len_per_gpu", section.actor.ppo_max_token_len_per_gpu, _sp_size(section.actor)))
+    if section.rollout.log_prob_use_dynamic_bsz:
+        budgets.append(("rollout.log_prob_max_token_len_per_gpu", section.rollout.log_prob_max_token_len_per_gpu,
+                        _sp_size(section.actor)))
+    if need_reference_policy(config) and section.ref.log_prob_use_dynamic_bsz:
+        budgets.append(("ref.log_prob_max_token_len_per_gpu", section.ref.log_prob_max_token_len_per_gpu,
+                        _sp_size(section.ref)))
+    problems = [
+        f"actor_rollout_ref.{key}={budget} x ulysses_sequence_parallel_size {sp} = {int(budget) * sp} tokens "
+        f"< data.max_prompt_length + data.max_response_length = {longest}: the first batch with a sequence that "
+        f"long fails; raise it to at least {-(-longest // sp)}"
+        for key, budget, sp in budgets
+        if int(budget) * sp < longest
+    ]
+    if problems:
+        raise ValueError("\n".join(problems))
+
+
+def check_context_length(config: Any) -> None:
+    """Raise when a local policy model's context cannot hold the longest prompt plus response.
+
+    verl 0.9.1's vLLM server caps every response at ``max_model_len - prompt length`` without a warning,
+    and ``max_model_len`` defaults to the model's ``max_position_embeddings`` (4,096 for Qwen2.5-Math-7B).
+    Checked only when ``actor_rollout_ref.model.path`` (or ``hf_config_path``) is a local folder: hub ids
+    are not fetched here.
+    """
+    model = config.actor_rollout_ref.model
+    folder = Path(os.path.expanduser(str(model.get("hf_config_path") or model.path)))
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return
+    hf_config = json.loads(config_file.read_text())
+    overrides = model.get("override_config") or {}
+    positions = (
+        overrides.get("max_position_embeddings")
+        or hf_config.get("max_position_embeddings")
+        or (hf_config.get("text_config") or {}).get("max_position_embeddings")
+    )
+    if positions is None:
+        return
+    limit = int(config.actor_rollout_ref.rollout.get("max_model_len") or positions)
+    longest = int(config.data.max_prompt_length) + int(config.data.max_response_length)
+    if longest > limit:
+        raise ValueError(
+            f"data.max_prompt_length + data.max_response_length = {longest} tokens, but {folder} holds at most "
+            f"{limit} (max_position_embeddings in config.json, or rollout.max_model_len): vLLM would cut longer "
+            "responses at the context end without a warning; shorten the lengths, or extend the context with "
+            "+actor_rollout_ref.model.override_config.max_position_embeddings=<tokens> (with a rope setting "
+            "that supports it)"
+        )
+
+
+def _sp_size(section: Any) -> int:
+    # verl copies the deprecated top-level key into fsdp_config when it is > 1 (FSDPActorConfig.__post_init__)
+    deprecated = int(section.get("ulysses_sequence_parallel_size") or 1)
+    return deprecated if deprecated > 1 else int(section.fsdp_config.get("ulysses_sequence_parallel_size") or 1)
 
 
 def _non_null_leaves(node: Any, prefix: str = "") -> list[str]:
