@@ -9,7 +9,14 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from recipe.sgpo.preflight import compose_config, find_legacy_keys, run_checks
+from recipe.sgpo.preflight import (
+    check_context_length,
+    check_reward_placement,
+    check_token_budgets,
+    compose_config,
+    find_legacy_keys,
+    run_checks,
+)
 
 #: The minimum a real run adds to the shipped yaml for verl's own validate_config to pass.
 RUNNABLE = [
@@ -42,6 +49,7 @@ def test_yaml_composes_with_verl_ppo_trainer_and_carries_our_keys(composed):
     # verl's own defaults are there underneath (the yaml holds only deltas)
     assert composed.algorithm.norm_adv_by_std_in_grpo is True
     assert composed.trainer.use_v1 is True
+    assert composed.trainer.v1.trainer_mode == "sgpo_sync"
     assert "strategy" in composed.actor_rollout_ref.actor
 
 
@@ -73,6 +81,9 @@ def test_a_runnable_config_passes_every_check(composed):
         ("algorithm.use_kl_in_reward=true", "algorithm.use_kl_in_reward"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n=1"),
         ("reward.reward_manager.name=no_such_manager", "no_such_manager"),
+        ("trainer.v1.trainer_mode=no_such_mode", "Unknown trainer 'no_such_mode'"),
+        ("reward.sgpo.judge_scope=sometimes", "reward.sgpo.judge_scope"),
+        ("reward.sgpo.judge.grading.map=cubic", "reward.sgpo.judge.grading.map"),
         ("actor_rollout_ref.actor.ppo_mini_batch_size=8", "must be >= actor.ppo_mini_batch_size"),
     ],
 )
@@ -89,7 +100,8 @@ def test_cli_lists_every_failure_and_exits_1(repo_root):
         capture_output=True, text=True, cwd=repo_root, timeout=300,
     )
     assert result.returncode == 1
-    assert "preflight FAILED (2 problem(s))" in result.stderr
+    # the band is read by both the estimator and the reward manager, so both checks name it
+    assert "preflight FAILED (3 problem(s))" in result.stderr
     assert "algorithm.sgpo.reward_band" in result.stderr and "rollout.n=1" in result.stderr
 
 
@@ -112,20 +124,26 @@ STANDALONE_JUDGE = [
     "reward.reward_model.n_gpus_per_node=8",
     "reward.reward_model.model_path=/models/QwQ-32B",
     "reward.reward_model.rollout.name=vllm",
+    "reward.reward_model.rollout.free_cache_engine=False",
     "reward.custom_reward_function.path=pkg://reward.grader",
+    "reward.sgpo.judge.backend=router",
 ]
-PLACEMENT = "judge placement (reward.reward_model.*)"
-BUDGETS = "token budgets hold the longest sequence"
-CONTEXT = "policy context holds prompt + response (local model folders)"
 
 
-def _failure(report, name):
-    return next((failure for failure in report.failures if failure.startswith(name)), None)
+def _problem(check, overrides):
+    """The message ``check`` raises for the composed config, or None when it passes."""
+    try:
+        check(compose_config(overrides))
+    except ValueError as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - e.g. a custom reward function that does not import
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def test_the_standalone_judge_and_no_judge_pass_the_placement_check():
-    assert PLACEMENT in run_checks(compose_config([*RUNNABLE, *STANDALONE_JUDGE])).passed
-    assert PLACEMENT in run_checks(compose_config(RUNNABLE)).passed
+    assert _problem(check_reward_placement, [*RUNNABLE, *STANDALONE_JUDGE]) is None
+    assert _problem(check_reward_placement, RUNNABLE) is None
 
 
 @pytest.mark.parametrize(
@@ -136,13 +154,28 @@ def test_the_standalone_judge_and_no_judge_pass_the_placement_check():
         # colocated under the V1 trainer: no reference, no uid reach the reward workers
         (["reward.reward_model.enable_resource_pool=False"], "colocated reward model"),
         (["reward.reward_model.nnodes=0"], "needs at least one node and one GPU"),
+        # verl would put the judge to sleep after start-up and never wake it on its own pool
+        (["reward.reward_model.rollout.free_cache_engine=True"], "never wakes it"),
         (["reward.custom_reward_function.path=pkg://reward.no_such_module"], "reward.no_such_module"),
+        # the judge model verl starts would never be asked
+        (["reward.sgpo.judge.backend=openai"], "never asks it"),
     ],
 )
 def test_each_unworkable_judge_placement_is_reported(overrides, message):
-    report = run_checks(compose_config([*RUNNABLE, *STANDALONE_JUDGE, *overrides]))
-    failure = _failure(report, PLACEMENT)
-    assert failure is not None and message in failure, report.render()
+    problem = _problem(check_reward_placement, [*RUNNABLE, *STANDALONE_JUDGE, *overrides])
+    assert problem is not None and message in problem, problem
+
+
+def test_a_router_judge_without_verls_reward_model_is_reported_unless_the_judge_is_off():
+    problem = _problem(check_reward_placement, [*RUNNABLE, "reward.sgpo.judge.backend=router"])
+    assert problem is not None and "which is not enabled" in problem
+    judge_off = [*RUNNABLE, "reward.sgpo.judge.backend=router", "reward.sgpo.judge_scope=off"]
+    assert _problem(check_reward_placement, judge_off) is None
+
+
+def test_the_placement_check_is_part_of_every_preflight():
+    report = run_checks(compose_config([*RUNNABLE, *STANDALONE_JUDGE, "reward.reward_model.enable_resource_pool=False"]))
+    assert any(failure.startswith("judge placement") and "colocated" in failure for failure in report.failures)
 
 
 def _long_run(*overrides):
@@ -151,23 +184,21 @@ def _long_run(*overrides):
 
 
 def test_a_token_budget_below_the_longest_sequence_is_reported_with_the_minimum():
-    report = run_checks(compose_config(_long_run(
+    problem = _problem(check_token_budgets, _long_run(
         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",
         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768",
-    )))
-    failure = _failure(report, BUDGETS)
-    assert failure is not None, report.render()
-    assert "ppo_max_token_len_per_gpu=8192" in failure and "at least 17408" in failure
-    assert "log_prob_max_token_len_per_gpu" not in failure
+    ))
+    assert problem is not None
+    assert "ppo_max_token_len_per_gpu=8192" in problem and "at least 17408" in problem
+    assert "log_prob_max_token_len_per_gpu" not in problem
 
 
 def test_sequence_parallelism_multiplies_the_token_budget():
-    report = run_checks(compose_config(_long_run(
+    assert _problem(check_token_budgets, _long_run(
         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",
         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=8192",
         "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=4",
-    )))
-    assert BUDGETS in report.passed, report.render()
+    )) is None
 
 
 @pytest.fixture
@@ -178,16 +209,15 @@ def math_model_folder(tmp_path):
 
 
 def test_a_response_longer_than_a_local_models_context_is_reported(math_model_folder):
-    report = run_checks(compose_config([*RUNNABLE, f"actor_rollout_ref.model.path={math_model_folder}",
-                                        "data.max_prompt_length=1024", "data.max_response_length=8192"]))
-    failure = _failure(report, CONTEXT)
-    assert failure is not None and "9216 tokens" in failure and "at most 4096" in failure, report.render()
+    problem = _problem(check_context_length, [*RUNNABLE, f"actor_rollout_ref.model.path={math_model_folder}",
+                                              "data.max_prompt_length=1024", "data.max_response_length=8192"])
+    assert problem is not None and "9216 tokens" in problem and "at most 4096" in problem
 
 
 def test_lengths_within_the_context_or_an_extended_context_pass(math_model_folder):
     fits = [*RUNNABLE, f"actor_rollout_ref.model.path={math_model_folder}",
             "data.max_prompt_length=1024", "data.max_response_length=3072"]
-    assert CONTEXT in run_checks(compose_config(fits)).passed
+    assert _problem(check_context_length, fits) is None
     extended = [*fits, "data.max_response_length=8192",
                 "+actor_rollout_ref.model.override_config.max_position_embeddings=16384"]
-    assert CONTEXT in run_checks(compose_config(extended)).passed
+    assert _problem(check_context_length, extended) is None

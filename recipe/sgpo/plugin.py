@@ -36,6 +36,9 @@ def register() -> None:
         if error.name != "reward.manager":
             raise
 
+    # Last: importing verl's V1 trainers resolves verl's platform, which the CPU backend must precede.
+    import recipe.sgpo.trainer  # noqa: F401  registers trainer.v1.trainer_mode=sgpo_sync (and the async modes)
+
 
 try:
     register()

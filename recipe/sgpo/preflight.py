@@ -8,7 +8,8 @@ config the trainer will see and checks, in seconds:
 2. no legacy top-level ``reward_model.*`` / ``custom_reward_function.*`` key is set (verl ignores them);
 3. ``algorithm.adv_estimator`` resolves in verl's estimator registry;
 4. ``algorithm.sgpo.*`` is valid, and SGPO's preconditions hold (no KL in the reward, groups of ≥ 2);
-5. the reward manager resolves (``reward.reward_manager.*``) to a verl ``RewardManagerBase``;
+5. the reward manager resolves (``reward.reward_manager.*``) to a verl ``RewardManagerBase``, and the
+   V1 trainer (``trainer.v1.trainer_mode``) resolves;
 6. verl's own ``validate_config`` passes (batch-size divisibility and the like);
 7. the judge placement is one where the reward manager sees every row field (see
    :func:`check_reward_placement`);
@@ -163,6 +164,9 @@ def run_checks(config: Any) -> PreflightReport:
     if estimator in GROUP_ESTIMATORS:
         _check(report, "groups of responses (rollout.n)", lambda: _validate_group_size(config))
     _check(report, "reward manager resolves", lambda: _resolve_reward_manager(config))
+    if _uses_sgpo_reward_manager(config):
+        _check(report, "reward.sgpo settings valid", lambda: _validate_reward_settings(config))
+    _check(report, "trainer.v1.trainer_mode resolves", lambda: _resolve_trainer(config))
     _check(report, "verl's validate_config", lambda: _verl_validate(config))
     _check(report, "judge placement (reward.reward_model.*)", lambda: check_reward_placement(config))
     _check(report, "token budgets hold the longest sequence", lambda: check_token_budgets(config))
@@ -265,6 +269,29 @@ def _resolve_reward_manager(config: Any) -> None:
         raise TypeError(f"{cls!r} is not a subclass of verl's RewardManagerBase")
 
 
+def _uses_sgpo_reward_manager(config: Any) -> bool:
+    try:
+        from verl.trainer.ppo.reward import resolve_reward_manager_cls
+
+        from reward.manager import SGPORewardManager
+
+        return issubclass(resolve_reward_manager_cls(config), SGPORewardManager)
+    except Exception:  # noqa: BLE001 - an unresolvable manager is reported by its own check
+        return False
+
+
+def _validate_reward_settings(config: Any) -> None:
+    from reward.settings import RewardSettings
+
+    RewardSettings.from_trainer_config(config)
+
+
+def _resolve_trainer(config: Any) -> None:
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    get_trainer_cls(str(config.trainer.v1.trainer_mode))
+
+
 def _verl_validate(config: Any) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -288,7 +315,9 @@ def check_reward_placement(config: Any) -> None:
       solution), no uid -- so a judge that compares with the reference cannot work there.
     * Standalone (``enable_resource_pool=True``) scores each trajectory through the agent loop with all of
       the row's fields, on a pool of ``reward.reward_model.nnodes`` x ``n_gpus_per_node`` GPUs (verl checks
-      they are positive only when it builds the pools).
+      they are positive only when it builds the pools). ``RewardModelManager`` puts the judge's vLLM to
+      sleep after start-up when ``rollout.free_cache_engine`` is on, and only the colocated path
+      (``compute_rm_score``) wakes it: on its own pool it would never answer.
     * The judge backend ``router`` reaches that reward model through verl's router; without one it has no
       address, and with one but another backend the judge model verl starts is never asked.
     """
@@ -323,6 +352,12 @@ def check_reward_placement(config: Any) -> None:
             problems.append(
                 f"reward.reward_model.nnodes={model.nnodes}, n_gpus_per_node={model.n_gpus_per_node}: the judge's "
                 "own pool (enable_resource_pool=True) needs at least one node and one GPU"
+            )
+        if model.enable_resource_pool and model.rollout.free_cache_engine:
+            problems.append(
+                "reward.reward_model.rollout.free_cache_engine=True with enable_resource_pool=True: verl puts the "
+                "judge to sleep after start-up and, on its own pool, never wakes it; set "
+                "reward.reward_model.rollout.free_cache_engine=False"
             )
         if judge_on and judge_backend is not None and judge_backend != ROUTER_BACKEND:
             problems.append(

@@ -1,0 +1,115 @@
+"""Settings of the SGPO reward manager (`reward.sgpo.*` in the hydra config).
+
+The yaml (`recipe/sgpo/config/sgpo_trainer.yaml`) carries the values a run uses; the defaults here apply
+only to keys it leaves out. The band ``c`` of the reward encoding is read from
+``algorithm.sgpo.reward_band`` — the estimator's key — so the two sides cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from reward.encoding import validate_band
+
+CONFIG_PREFIX = "reward.sgpo"
+BAND_KEY = "algorithm.sgpo.reward_band"
+
+#: Which wrong responses are sent to the step-wise judge.
+JUDGE_SCOPES = ("all_negative_groups", "all_wrong", "off")
+
+#: Default band, the same as the estimator's default (recipe/sgpo/config.py).
+DEFAULT_REWARD_BAND = 0.5
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """What the SGPO reward manager does with each trajectory.
+
+    Attributes:
+        judge_scope: ``all_negative_groups`` (default; what the paper's cost claim rests on): only wrong
+            responses of groups in which every response is wrong are judged, found through the group
+            rendezvous (reward/rendezvous.py). ``all_wrong``: every wrong response is judged as soon as it
+            is graded (no waiting; more judge calls — the wrong answers of mixed groups are judged for
+            nothing unless ``algorithm.sgpo.apply_to=all_incorrect``). ``off``: no judge; the reward is
+            the binary outcome (the GRPO baseline with the very same grader).
+        group_wait_s: The longest, in seconds, a wrong response waits for the outcomes of the rest of its
+            group. Must exceed the spread of generation times inside a group (a long response finishes
+            minutes after a short one); a group still incomplete then is scored as not judged.
+        train_splits: Rows whose ``extra_info.split`` is one of these are training rows and may be judged;
+            other rows (validation benchmarks) are only graded. Rows without ``extra_info.split`` count as
+            training rows. data_prep writes ``train`` for training sets and ``test`` for benchmarks.
+        reward_band: The band ``c`` of the reward encoding; taken from ``algorithm.sgpo.reward_band``.
+        grader: Outcome-grader settings (``reward.sgpo.grader.*``, reward/grader.py).
+        judge: Step-wise judge settings (``reward.sgpo.judge.*``, reward/judge/).
+    """
+
+    judge_scope: str = "all_negative_groups"
+    group_wait_s: float = 600.0
+    train_splits: tuple[str, ...] = ("train",)
+    reward_band: float = DEFAULT_REWARD_BAND
+    grader: Any = None
+    judge: Any = None
+
+    def __post_init__(self) -> None:
+        if self.judge_scope not in JUDGE_SCOPES:
+            raise ValueError(
+                f"{CONFIG_PREFIX}.judge_scope must be one of {', '.join(JUDGE_SCOPES)}; got {self.judge_scope!r}"
+            )
+        if isinstance(self.group_wait_s, bool) or not isinstance(self.group_wait_s, (int, float)) or not (
+            self.group_wait_s > 0
+        ):
+            raise ValueError(f"{CONFIG_PREFIX}.group_wait_s must be a positive number of seconds, got {self.group_wait_s!r}")
+        if isinstance(self.train_splits, str) or not all(isinstance(s, str) for s in self.train_splits):
+            raise ValueError(f"{CONFIG_PREFIX}.train_splits must be a list of split names, got {self.train_splits!r}")
+        validate_band(self.reward_band, key=BAND_KEY)
+
+    @property
+    def judging(self) -> bool:
+        return self.judge_scope != "off"
+
+    @classmethod
+    def from_trainer_config(cls, config: Any) -> "RewardSettings":
+        """Read ``reward.sgpo.*`` and ``algorithm.sgpo.reward_band`` from the full trainer config."""
+        from reward.grader import GraderConfig
+        from reward.judge import JudgeConfig
+
+        section = dict(_section(config, "reward", "sgpo") or {})
+        own = {f.name for f in fields(cls)} - {"reward_band", "grader", "judge"}
+        unknown = sorted(set(section) - own - {"grader", "judge"})
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
+                f"known keys: {', '.join(sorted(own | {'grader', 'judge'}))}"
+            )
+        values = {key: section[key] for key in own if key in section}
+        if "train_splits" in values:
+            values["train_splits"] = tuple(values["train_splits"])
+        band = _section(config, "algorithm", "sgpo", "reward_band")
+        return cls(
+            **values,
+            reward_band=DEFAULT_REWARD_BAND if band is None else band,
+            grader=GraderConfig.from_mapping(_plain(section.get("grader")) or {}),
+            judge=JudgeConfig.from_mapping(_plain(section.get("judge")) or {}),
+        )
+
+
+def _section(config: Any, *keys: str) -> Any:
+    node = config
+    for key in keys:
+        if node is None:
+            return None
+        node = node.get(key) if hasattr(node, "get") else getattr(node, key, None)
+    return node
+
+
+def _plain(node: Any) -> Any:
+    """OmegaConf nodes to plain Python containers (other values unchanged)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf ships with verl
+        return node
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+

@@ -1,0 +1,221 @@
+"""The SGPO reward manager inside verl's reward loop: loading, encoding, judge scheduling, faults.
+
+The judge here is the real rule-based step verifier (exact for the arithmetic task), so which responses
+were judged and what they scored is known by hand. Trajectories are built the way verl's agent loop
+hands them to a reward worker (one-row DataProto with prompts, responses, attention mask and the row's
+non-tensor fields).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from verl import DataProto
+
+from recipe.sgpo.preflight import compose_config
+from reward.encoding import decode_rewards
+from reward.manager import EXTRA_INFO_KEYS, SGPORewardManager
+
+PROBLEM = "Compute (3 + 4) * 5. Show each step on its own line as `a op b = c`, then finish with \\boxed{N}."
+REFERENCE = "3 + 4 = 7\n7 * 5 = 35"
+RESPONSES = {
+    "correct": "3 + 4 = 7\n7 * 5 = 35\n\\boxed{35}",
+    "wrong_at_2": "3 + 4 = 7\n7 * 5 = 36\n\\boxed{36}",  # first error at step 2 of 2: RTS 0.5
+    "wrong_at_1": "3 + 4 = 8\n8 * 5 = 40\n\\boxed{40}",  # first error at step 1 of 2: RTS 0
+}
+BETA, GAMMA, BAND = 5.0, 0.5, 0.5
+
+
+def logistic(rts: float) -> float:
+    return 1.0 / (1.0 + math.exp(-BETA * (rts - GAMMA)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from recipe.cpu_backend.tiny_model import build_tiny_policy
+
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny-policy"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def trainer_config(model_dir: Path, *overrides: str):
+    return compose_config(
+        [
+            f"actor_rollout_ref.model.path={model_dir}",
+            "actor_rollout_ref.rollout.n=4",
+            "reward.sgpo.judge.backend=rule",
+            "reward.sgpo.group_wait_s=20",
+            *overrides,
+        ]
+    )
+
+
+def trajectory(tokenizer, response: str, uid: str, split: str = "train", ground_truth: str | None = "35") -> DataProto:
+    """One trajectory as verl's agent loop passes it to ``RewardLoopWorker.compute_score``."""
+    prompt_ids = torch.tensor(tokenizer.apply_chat_template([{"role": "user", "content": PROBLEM}], tokenize=True,
+                                                            add_generation_prompt=True, return_dict=False))
+    response_ids = torch.tensor(tokenizer.encode(response + tokenizer.eos_token, add_special_tokens=False))
+    input_ids = torch.cat([prompt_ids, response_ids])
+    reward_model = {"style": "rule"} if ground_truth is None else {"style": "rule", "ground_truth": ground_truth}
+    fields = {
+        "data_source": "sgpo/arith",
+        "reward_model": reward_model,
+        "extra_info": {"split": split, "index": 0, "problem": PROBLEM, "reference_solution": REFERENCE},
+        "uid": uid,
+        "raw_prompt": [{"role": "user", "content": PROBLEM}],
+    }
+    return DataProto.from_dict(
+        tensors={
+            "prompts": prompt_ids.unsqueeze(0),
+            "responses": response_ids.unsqueeze(0),
+            "input_ids": input_ids.unsqueeze(0),
+            "attention_mask": torch.ones_like(input_ids).unsqueeze(0),
+        },
+        non_tensors={key: np.array([value], dtype=object) for key, value in fields.items()},
+    )
+
+
+def test_loaded_by_verls_load_reward_manager_and_scored_through_run_single(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = trainer_config(tiny_model_dir, "reward.sgpo.judge_scope=all_wrong")
+    manager = load_reward_manager(config, tokenizer)
+    assert isinstance(manager, SGPORewardManager)
+
+    async def score_all():
+        names = ["correct", "wrong_at_2", "wrong_at_1"]
+        results = await asyncio.gather(*(manager.run_single(trajectory(tokenizer, RESPONSES[n], "u")) for n in names))
+        return dict(zip(names, results))
+
+    results = asyncio.run(score_all())
+    for result in results.values():
+        assert set(result["reward_extra_info"]) == set(EXTRA_INFO_KEYS)  # the same keys for every sample
+    assert results["correct"]["reward_score"] == 1.0
+    assert results["correct"]["reward_extra_info"]["judge_called"] == 0
+    for name, rts in (("wrong_at_2", 0.5), ("wrong_at_1", 0.0)):
+        info = results[name]["reward_extra_info"]
+        assert (info["judged"], info["rts"], info["num_steps"]) == (1, rts, 2)
+        assert info["graded_value"] == pytest.approx(logistic(rts))
+        assert results[name]["reward_score"] == pytest.approx(BAND * logistic(rts))
+    # the estimator decodes exactly what the manager encoded
+    scores = torch.tensor([results[n]["reward_score"] for n in ("correct", "wrong_at_2", "wrong_at_1")])
+    correct, graded = decode_rewards(scores, BAND)
+    assert correct.tolist() == [True, False, False]
+    assert graded[1].item() == pytest.approx(logistic(0.5), rel=1e-6)
+    manager.grader.close()
+
+
+def test_validation_rows_are_graded_but_never_judged(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir, "reward.sgpo.judge_scope=all_wrong"), tokenizer)
+    result = asyncio.run(manager.run_single(trajectory(tokenizer, RESPONSES["wrong_at_2"], "v", split="test")))
+    info = result["reward_extra_info"]
+    assert (result["reward_score"], info["acc"], info["judge_called"], info["group_state"]) == (0.0, 0.0, 0, "not_scheduled")
+    assert info["pred"] == "36"
+    manager.grader.close()
+
+
+def test_a_malformed_row_is_scored_wrong_without_raising(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir), tokenizer)
+    result = asyncio.run(manager.run_single(trajectory(tokenizer, RESPONSES["correct"], "m", ground_truth=None)))
+    assert result["reward_score"] == 0.0
+    assert result["reward_extra_info"]["malformed_row"] == 1
+    assert set(result["reward_extra_info"]) == set(EXTRA_INFO_KEYS)
+    manager.grader.close()
+
+
+def test_judge_scope_off_gives_binary_rewards(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir, "reward.sgpo.judge_scope=off"), tokenizer)
+
+    async def score():
+        return await asyncio.gather(*(manager.run_single(trajectory(tokenizer, RESPONSES["wrong_at_2"], "g"))
+                                      for _ in range(4)))
+
+    results = asyncio.run(score())
+    assert [r["reward_score"] for r in results] == [0.0] * 4
+    assert all(r["reward_extra_info"]["judge_called"] == 0 for r in results)
+    manager.grader.close()
+
+
+def test_invalid_reward_settings_fail_at_start_up_naming_the_key(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    for override, key in (
+        ("reward.sgpo.judge_scope=sometimes", "reward.sgpo.judge_scope"),
+        ("reward.sgpo.group_wait_s=0", "reward.sgpo.group_wait_s"),
+        ("reward.sgpo.grader.timeout_s=-1", "reward.sgpo.grader.timeout_s"),
+        ("reward.sgpo.judge.grading.beta=-5", "reward.sgpo.judge.grading.beta"),
+        ("+reward.sgpo.judge_scop=off", "reward.sgpo.judge_scop"),
+    ):
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            load_reward_manager(trainer_config(tiny_model_dir, override), tokenizer)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scheduling across verl's own reward workers (Ray actors), in random order.
+
+GROUPS = {
+    "mixed": ["correct", "wrong_at_2", "wrong_at_1", "wrong_at_2"],
+    "all_positive": ["correct"] * 4,
+    "all_negative": ["wrong_at_2", "wrong_at_1", "wrong_at_2", "wrong_at_1"],
+    "incomplete": ["wrong_at_1", "wrong_at_2", "wrong_at_1"],  # the 4th member never arrives
+}
+GROUP_WAIT_S = 8
+
+
+@pytest.mark.slow
+def test_only_all_negative_groups_are_judged_across_concurrent_reward_workers(tiny_model_dir, tokenizer):
+    import ray
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    config = trainer_config(tiny_model_dir, f"reward.sgpo.group_wait_s={GROUP_WAIT_S}")
+    jobs = [(uid, index, name) for uid, names in GROUPS.items() for index, name in enumerate(names)]
+    random.Random(0).shuffle(jobs)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        workers = [ray.remote(RewardLoopWorker).remote(config, None) for _ in range(3)]  # as verl creates them
+        start = time.monotonic()
+        refs = [
+            workers[i % len(workers)].compute_score.remote(trajectory(tokenizer, RESPONSES[name], uid))
+            for i, (uid, _, name) in enumerate(jobs)
+        ]
+        results = ray.get(refs, timeout=GROUP_WAIT_S + 120)
+        elapsed = time.monotonic() - start
+    finally:
+        ray.shutdown()
+
+    by_job = {(uid, index): (name, result) for (uid, index, name), result in zip(jobs, results)}
+    for (uid, _), (name, result) in by_job.items():
+        info = result["reward_extra_info"]
+        should_judge = uid == "all_negative"
+        assert info["judge_called"] == int(should_judge), (uid, name, info)
+        if name == "correct":
+            assert result["reward_score"] == 1.0
+        elif should_judge:
+            rts = 0.5 if name == "wrong_at_2" else 0.0
+            assert info["group_state"] == "all_negative" and info["rts"] == rts
+            assert result["reward_score"] == pytest.approx(BAND * logistic(rts))
+        else:
+            assert result["reward_score"] == 0.0
+            assert info["group_state"] == ("incomplete" if uid == "incomplete" else "mixed")
+    # the incomplete group is released by its bound, not held forever
+    assert GROUP_WAIT_S <= elapsed < GROUP_WAIT_S + 90
