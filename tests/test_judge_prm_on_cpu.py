@@ -89,3 +89,91 @@ def test_first_below_rules():
     assert first_below([0.9, 0.2], 0.5, 4) == 2  # an error among the scored steps is still an error
     with pytest.raises(JudgeFailure):
         first_below([0.9, 0.8], 0.5, 4)  # truncated input and no error seen: no verdict
+
+
+# -- server mode: a real vLLM pooling server ---------------------------------------------------------------
+def build_qwen2_prm(smollm2_dir, folder, seed: int = 0):
+    """A real ``Qwen2ForProcessRewardModel`` checkpoint (the architecture of Qwen2.5-Math-PRM): SmolLM2's
+    weights in a Qwen2 config (zero q/k/v biases make it the same network) plus a seeded two-layer score
+    head. Returns the head, for the independent computation below."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+    from transformers import Qwen2Config
+
+    llama = json.loads((smollm2_dir / "config.json").read_text())
+    state = {k: v.float() for k, v in load_file(smollm2_dir / "model.safetensors").items() if k != "lm_head.weight"}
+    config = Qwen2Config(
+        vocab_size=llama["vocab_size"], hidden_size=llama["hidden_size"], intermediate_size=llama["intermediate_size"],
+        num_hidden_layers=llama["num_hidden_layers"], num_attention_heads=llama["num_attention_heads"],
+        num_key_value_heads=llama["num_key_value_heads"], max_position_embeddings=llama["max_position_embeddings"],
+        rms_norm_eps=llama["rms_norm_eps"], rope_theta=llama["rope_parameters"]["rope_theta"],
+        tie_word_embeddings=True, num_labels=2, architectures=["Qwen2ForProcessRewardModel"],
+        bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    for layer in range(config.num_hidden_layers):
+        for projection in "qkv":
+            weight = state[f"model.layers.{layer}.self_attn.{projection}_proj.weight"]
+            state[f"model.layers.{layer}.self_attn.{projection}_proj.bias"] = torch.zeros(weight.shape[0])
+    generator = torch.Generator().manual_seed(seed)
+    hidden = config.hidden_size
+    head = {"score.0.weight": torch.randn(hidden, hidden, generator=generator) * 0.05,
+            "score.0.bias": torch.zeros(hidden),
+            "score.2.weight": torch.randn(2, hidden, generator=generator) * 0.05,
+            "score.2.bias": torch.zeros(2)}
+    save_file({k: v.contiguous() for k, v in {**state, **head}.items()}, folder / "model.safetensors")
+    config.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(folder)
+    return head
+
+
+def qwen2_prm_probabilities(folder, head, messages) -> list[float]:
+    """Per-step P(correct) computed with transformers' Qwen2Model and the head, outside the backend."""
+    from transformers import Qwen2Model
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = Qwen2Model.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=False, return_tensors="pt",
+                                        return_dict=True)["input_ids"]
+    with torch.no_grad():
+        hidden = model(input_ids=ids).last_hidden_state[0]
+        hidden = torch.relu(hidden @ head["score.0.weight"].T + head["score.0.bias"])
+        probabilities = (hidden @ head["score.2.weight"].T + head["score.2.bias"]).softmax(-1)[:, 1]
+    return probabilities[ids[0] == tokenizer.convert_tokens_to_ids(STEP_TOKEN)].tolist()
+
+
+@pytest.mark.slow
+def test_server_mode_against_a_real_vllm_pooling_server(tmp_path):
+    from reward.judge.cpu_server import CPUJudgeServer
+
+    folder = tmp_path / "qwen2-prm"
+    folder.mkdir()
+    head = build_qwen2_prm(ensure_smollm2(), folder)
+    step_id = AutoTokenizer.from_pretrained(folder).convert_tokens_to_ids(STEP_TOKEN)
+    pooling = ("--runner", "pooling", "--pooler-config", f'{{"step_tag_id": {step_id}}}')
+    with CPUJudgeServer(folder, served_model_name="prm", extra_args=pooling) as server:
+        settings = {"mode": "server", "base_url": server.root_url, "model": "prm", "step_token": STEP_TOKEN}
+        judge = build_judge({"backend": "prm", "prm": {**settings, "threshold": 0.5}})
+        messages = judge.backend.messages(REQUEST, judge.backend.segment(REQUEST))
+
+        async def scores():
+            served = await judge.backend._score_server(messages)
+            await judge.aclose()
+            return served
+
+        served = asyncio.run(scores())
+        expected = qwen2_prm_probabilities(folder, head, messages)
+        assert len(served) == len(expected) == 4
+        assert served == pytest.approx(expected, abs=2e-3)
+        threshold = sorted(served)[1] + 1e-4  # between the 2nd and 3rd smallest (gaps checked below)
+        assert sorted(served)[2] - sorted(served)[1] > 1e-3
+        first = next(i for i, p in enumerate(served, start=1) if p < threshold)
+        verdicts = asyncio.run(_judge_many({"backend": "prm", "prm": {**settings, "threshold": threshold}}))
+        assert all(v.judged and v.first_error_step == first and v.backend == "prm" for v in verdicts)
+
+
+async def _judge_many(config):
+    judge = build_judge(config)
+    try:
+        return await asyncio.gather(*[judge.judge(REQUEST) for _ in range(3)])
+    finally:
+        await judge.aclose()

@@ -11,7 +11,9 @@ Modes:
 * ``server``: a vLLM server started with ``--runner pooling`` (e.g.
   ``vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling``). Two calls per response: ``/tokenize`` (chat
   form, so the server's own template and tokenizer are used) and ``/pooling`` with the token ids and
-  ``task=token_classify``, which returns the per-token class probabilities.
+  ``task=token_classify``, which returns class probabilities. vLLM serves ``Qwen2ForProcessRewardModel``
+  with STEP pooling (rows only at the step token, id 151651 = ``<extra_0>`` unless the server gets
+  ``--pooler-config '{"step_tag_id": ID}'``); with ALL pooling it returns a row per token. Both are read.
 * ``local``: transformers in-process (``AutoModel`` with the model's remote code for Qwen2.5-Math-PRM; any
   ``*ForTokenClassification`` folder works too). One forward pass at a time in a worker thread.
 """
@@ -107,11 +109,16 @@ class PRMBackend(DefaultSegmenter):
             raise JudgeFailure(BACKEND_ERROR, "the server returned no tokens")
         pooled = await self.client.post_json(
             "/pooling", self._body(input=tokens, task="token_classify", use_activation=True))
+        positions = [i for i, token in enumerate(tokens) if token == step_id]
         try:
             rows = pooled["data"][0]["data"]
-            return [float(rows[i][self.settings.positive_label]) for i, t in enumerate(tokens) if t == step_id]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise JudgeFailure(BACKEND_ERROR, f"unexpected /pooling reply: {str(pooled)[:200]}") from None
+            if len(rows) == len(tokens):  # ALL pooling: one row per token
+                rows = [rows[i] for i in positions]
+            elif len(rows) != len(positions):  # STEP pooling returns the step-token rows only
+                raise ValueError(f"{len(rows)} rows for {len(tokens)} tokens and {len(positions)} step tokens")
+            return [float(row[self.settings.positive_label]) for row in rows]
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            raise JudgeFailure(BACKEND_ERROR, f"unexpected /pooling reply ({error}): {str(pooled)[:200]}") from None
 
     # -- local mode --------------------------------------------------------------------------------
     def _load_local(self) -> tuple[Any, Any]:
