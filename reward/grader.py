@@ -386,6 +386,7 @@ class _Worker:
         self.process.stdin.close()
         self.process.stdout.close()
         self.ready = False
+        self.busy = False  # a comparison is in flight (read by close() from another thread)
         self._request_ids = itertools.count()
 
     def wait_ready(self, timeout_s: float) -> bool:
@@ -399,6 +400,7 @@ class _Worker:
     def compare(self, answer: str, reference: str, timeout_s: float) -> _Outcome:
         """Send one comparison and wait at most ``timeout_s`` for the verdict. Never raises."""
         request_id = next(self._request_ids)
+        self.busy = True
         try:
             self._requests.send((request_id, answer, reference))
             deadline = time.monotonic() + timeout_s
@@ -413,6 +415,8 @@ class _Worker:
         except (EOFError, OSError) as error:  # the worker died (killed from outside, out of memory)
             logger.warning("[sgpo] grader: worker process %s died (%s); it will be replaced", self.process.pid, error)
             return _Outcome("died")
+        finally:
+            self.busy = False
 
     @property
     def alive(self) -> bool:
@@ -430,7 +434,10 @@ class _Worker:
         self._replies.close()
 
     def stop(self) -> None:
-        """Ask the worker to exit (it finishes nothing: it is idle or its caller is gone), else kill it."""
+        """Ask an idle worker to exit; kill a busy one (its verdict has no one left to use it)."""
+        if self.busy:
+            self.kill()
+            return
         try:
             self._requests.send(None)
             self.process.wait(WORKER_EXIT_WAIT_S if self.ready else 0)
@@ -454,11 +461,13 @@ class _WorkerPool:
         self._local = threading.local()
         self._workers: set[_Worker] = set()
         self._owner_pid = os.getpid()
+        self._generation = 0  # bumped by close(): work submitted before it must not start new workers
 
     def submit(self, answer: str, reference: str, timeout_s: float):
         """Schedule one comparison; returns a ``concurrent.futures.Future`` of an :class:`_Outcome`."""
         submitted = time.monotonic()
-        return self._get_executor().submit(self._compare, answer, reference, timeout_s, submitted)
+        executor = self._get_executor()
+        return executor.submit(self._compare, answer, reference, timeout_s, submitted, self._generation)
 
     def _get_executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -469,7 +478,7 @@ class _WorkerPool:
                 self._executor = ThreadPoolExecutor(self._num_workers, thread_name_prefix="sgpo-grader")
             return self._executor
 
-    def _compare(self, answer: str, reference: str, timeout_s: float, submitted: float) -> _Outcome:
+    def _compare(self, answer: str, reference: str, timeout_s: float, submitted: float, generation: int) -> _Outcome:
         """Run one comparison in this thread's worker; at most ``timeout_s`` of comparing in all.
 
         A worker found dead when the request is sent or before it replies (killed from outside, out of
@@ -479,6 +488,8 @@ class _WorkerPool:
         """
         queue_s = compare_s = 0.0
         for _attempt in range(WORKER_DEATH_RETRIES + 1):
+            if generation != self._generation:  # close() ran since this was submitted
+                return _Outcome("error", queue_s=queue_s)
             waiting_since = time.monotonic()
             worker = self._thread_worker()
             queue_s += time.monotonic() - (submitted if _attempt == 0 else waiting_since)
@@ -538,6 +549,7 @@ class _WorkerPool:
     def close(self) -> None:
         """Stop all workers and threads; the pool starts again lazily if used afterwards."""
         with self._lock:
+            self._generation += 1
             executor, self._executor = self._executor, None
             workers, self._workers = list(self._workers), set()
             self._local = threading.local()

@@ -475,6 +475,22 @@ def test_close_reaps_workers_and_the_pool_restarts_lazily():
     assert _wait_gone(new_pids)
 
 
+def test_close_during_a_hanging_comparison_returns_at_once_and_leaves_no_worker():
+    grader = OutcomeGrader(GraderConfig(timeout_s=60, num_workers=1))
+    grader.warm_up()
+    (pid,) = grader.worker_pids()
+    results: list[GradeResult] = []
+    caller = threading.Thread(target=lambda: results.append(grader.grade("\\boxed{9^{9^{9^{9}}}}", "1")))
+    caller.start()
+    time.sleep(0.5)  # the comparison is running
+    started = time.monotonic()
+    grader.close()
+    caller.join(timeout=10)
+    assert not caller.is_alive() and time.monotonic() - started < 10  # not the 60 s bound
+    assert (results[0].correct, results[0].method) == (False, "error")
+    assert grader.worker_pids() == [] and _process_gone(pid)
+
+
 def test_a_worker_killed_from_outside_is_replaced():
     """A real fault: the worker process is SIGKILLed (as the OOM killer would) between calls."""
     with OutcomeGrader(GraderConfig(num_workers=1)) as grader:
