@@ -102,9 +102,10 @@ class GraderConfig:
         timeout_s: Hard bound, in seconds, on one math-verify comparison (parsing both answers and
             comparing them), enforced by killing the worker process. A comparison that runs past it
             counts as wrong and is reported (``timed_out=True``). Default 5 s: math-verify's own
-            per-operation default; every legitimate comparison we measured (the equivalence table in
-            ``tests/test_grader_on_cpu.py``, the benchmark set) takes under 0.3 s, while pathological
-            LaTeX (power towers, deep nesting) runs for minutes. A timed-out comparison holds one
+            per-operation default; the longest legitimate comparison we measured (the equivalence table
+            in ``tests/test_grader_on_cpu.py``, the benchmark set) took 0.4 s, and 2 s on a 2-core
+            machine at load average 10, while pathological LaTeX (power towers, deep nesting) runs
+            for minutes. A timed-out comparison holds one
             worker for this long, so larger values slow a batch that contains hanging answers.
         num_workers: Worker processes for math-verify comparisons (per grader, i.e. per verl reward
             worker). Each holds about 100 MB (sympy). Comparisons are a few milliseconds each and the
