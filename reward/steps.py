@@ -16,8 +16,9 @@ Rule (deterministic; settings in :class:`reward.judge.config.StepsConfig`):
    by at most one (the first ``n mod max_steps`` groups get the extra chunk).
 
 Each :class:`Step` keeps ``start``/``end``: character offsets of its (stripped) text in the *full response*;
-the text between steps is whitespace only, so no character of the judged part is lost. ``token_counts``
-turns the spans into per-step token counts for the token-weighted RTS.
+the text between steps is whitespace only, so no character of the judged part is lost.
+:func:`step_token_spans` maps the spans onto the response's tokens, and :func:`step_weights` gives the
+per-step token counts of the token-weighted RTS.
 """
 
 from __future__ import annotations
@@ -223,6 +224,20 @@ def segmentation_from_steps(steps: Sequence[str], separator: str = "\n\n") -> tu
     return response, Segmentation(tuple(built), "all", 0, len(response))
 
 
+def _owned_ranges(segmentation: Segmentation) -> list[tuple[int, int]]:
+    """Character range each step owns: from its start to the next step's start (the last: the part's end)."""
+    bounds = [step.start for step in segmentation.steps[1:]] + [segmentation.part_end]
+    return [(step.start, end) for step, end in zip(segmentation.steps, bounds)]
+
+
+def step_token_spans(segmentation: Segmentation, token_offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Token span ``[first, last)`` of each step: the tokens whose start character lies in the step's owned
+    range (``token_offsets`` are the response tokens' character offsets, in order)."""
+    token_starts = [start for start, _ in token_offsets]
+    return [(bisect.bisect_left(token_starts, start), bisect.bisect_left(token_starts, end))
+            for start, end in _owned_ranges(segmentation)]
+
+
 def step_weights(segmentation: Segmentation, token_offsets: Sequence[tuple[int, int]] | None) -> list[float]:
     """Weight of each step for the token-weighted RTS.
 
@@ -230,13 +245,7 @@ def step_weights(segmentation: Segmentation, token_offsets: Sequence[tuple[int, 
     judged part's end), so the separators count with the step before them. Without token offsets the
     weights are the same ranges' character counts.
     """
-    bounds = [step.start for step in segmentation.steps[1:]] + [segmentation.part_end]
-    starts = [segmentation.steps[0].start if segmentation.steps else segmentation.part_start]
-    starts += bounds[:-1]
     if token_offsets is None:
-        return [float(end - start) for start, end in zip(starts, bounds)]
-    token_starts = sorted(start for start, _ in token_offsets)
-    return [
-        float(bisect.bisect_left(token_starts, end) - bisect.bisect_left(token_starts, start))
-        for start, end in zip(starts, bounds)
-    ]
+        return [float(end - start) for start, end in _owned_ranges(segmentation)]
+    ordered = sorted(token_offsets)
+    return [float(last - first) for first, last in step_token_spans(segmentation, ordered)]

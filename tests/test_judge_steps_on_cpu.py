@@ -13,6 +13,7 @@ from reward.steps import (
     segment_response,
     segmentation_from_steps,
     split_steps,
+    step_token_spans,
     step_weights,
 )
 
@@ -109,6 +110,7 @@ def test_given_steps_and_token_weights():
     assert step_weights(segmentation, None) == [4.0, 6.0, 1.0]
     tokens = [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 11)]
     assert step_weights(segmentation, tokens) == [2.0, 3.0, 1.0]
+    assert step_token_spans(segmentation, tokens) == [(0, 2), (2, 5), (5, 6)]
 
 
 def _champ_solutions() -> list[str]:

@@ -99,20 +99,30 @@ class OpenAIChatBackend(DefaultSegmenter):
 
     async def complete(self, prompt: str) -> str:
         """The judge's reply text for one prompt; raises :class:`JudgeFailure`."""
+        content, _ = await self._complete(prompt)
+        return content
+
+    async def _complete(self, prompt: str) -> tuple[str, str | None]:
         data = await self.client.post_json("/chat/completions", self.payload(prompt))
         try:
             choices = data.get("choices") or []
-            message = choices[0].get("message") or {} if choices else {}
-            content = message.get("content")
+            choice = choices[0] if choices else {}
+            content = (choice.get("message") or {}).get("content")
+            finish_reason = choice.get("finish_reason")
         except (AttributeError, IndexError, TypeError):
             raise JudgeFailure(BACKEND_ERROR, f"unexpected reply shape: {str(data)[:200]}") from None
         if not isinstance(content, str) or not content.strip():
-            raise JudgeFailure(EMPTY_RESPONSE, "the reply has no message content")
-        return content
+            raise JudgeFailure(EMPTY_RESPONSE, f"the reply has no message content (finish_reason={finish_reason})")
+        return content, finish_reason
 
     async def first_error(self, request: JudgeRequest, segmentation: Segmentation) -> int | None:
-        content = await self.complete(self.prompt(request, segmentation))
-        return parse_verdict(content, len(segmentation.steps))
+        content, finish_reason = await self._complete(self.prompt(request, segmentation))
+        try:
+            return parse_verdict(content, len(segmentation.steps))
+        except JudgeFailure as failure:
+            if finish_reason == "length":  # say why: the judge ran out of openai.max_tokens
+                raise JudgeFailure(failure.reason, f"{failure.detail} (stopped at openai.max_tokens)") from None
+            raise
 
     async def aclose(self) -> None:
         await self.client.aclose()
