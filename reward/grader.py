@@ -26,13 +26,15 @@ kill also for the worker to start): that wait is not charged to the bound, becau
 turn wrong just because the machine is busy. So ``latency_s - queue_s <= timeout_s + overhead``.
 
 Worker pool lifecycle: worker processes start lazily, on the first comparison that needs math-verify
-(about 1 s each: a new interpreter importing math-verify; :meth:`OutcomeGrader.warm_up` starts them
+(0.4–1 s each: a new interpreter importing math-verify; :meth:`OutcomeGrader.warm_up` starts them
 ahead); a killed or crashed worker is replaced on the next call; :meth:`OutcomeGrader.close` (also run
 by the garbage collector and at interpreter exit) stops them all and reaps them (no zombies). Workers
 are plain subprocesses (``reward/grade_worker.py``), not ``multiprocessing`` children, so nothing
 depends on the parent's ``__main__`` or start method, and they are safe to start from a
 multi-threaded Ray actor. They exit by themselves when the parent dies (Linux ``PR_SET_PDEATHSIG``,
-end of their request pipe), so no worker outlives the grader's process.
+end of their request pipe), so no worker outlives the grader's process. (``PR_SET_PDEATHSIG`` fires
+when the *thread* that started the worker ends; each worker is started by the pool thread that owns
+it, and those threads live until :meth:`OutcomeGrader.close`.)
 """
 
 from __future__ import annotations

@@ -172,8 +172,8 @@ def test_fast_path_is_used_for_identical_answers_and_integers(grader):
     wrong_integer = grader.grade("\\boxed{41}", "42")
     assert (wrong_integer.correct, wrong_integer.method, wrong_integer.extracted_answer) == (False, "exact", "41")
     # everything else reaches math-verify once, then the cache
-    first = grader.grade("\\boxed{0.25}", "\\frac14")
-    second = grader.grade("\\boxed{0.25}", "\\frac14")
+    first = grader.grade("\\boxed{0.0625}", "\\frac{1}{16}")  # a pair no other test grades
+    second = grader.grade("\\boxed{0.0625}", "\\frac{1}{16}")
     assert (first.method, second.method) == ("math_verify", "cache")
     assert first.correct and second.correct
 
