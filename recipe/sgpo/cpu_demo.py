@@ -293,8 +293,18 @@ def read_metrics(path: Path) -> dict[int, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- run
 
 
-def run_trainer(options: DemoOptions, overrides: list[str]) -> tuple[int, dict[int, dict[str, Any]], float]:
-    """Run verl's trainer, printing a line per step; returns (exit status, metrics by step, seconds)."""
+@dataclass
+class TrainerRun:
+    """Outcome of one trainer launch."""
+
+    status: int
+    metrics: dict[int, dict[str, Any]]
+    seconds: float
+    peak_rss_bytes: int
+
+
+def run_trainer(options: DemoOptions, overrides: list[str]) -> TrainerRun:
+    """Run verl's trainer, printing a line per step and sampling the memory of its process tree."""
     from tqdm import tqdm
 
     logs = options.folder / "logs"
@@ -314,9 +324,11 @@ def run_trainer(options: DemoOptions, overrides: list[str]) -> tuple[int, dict[i
         # disable=None: a live bar on a terminal, none in CI logs (the per-step lines are printed either way).
         bar = tqdm(total=options.steps, desc="starting", unit="step", dynamic_ncols=True, disable=None)
         phases_shown = ["starting"]
+        peak_rss = 0
         try:
             while True:
                 finished = process.poll() is not None
+                peak_rss = max(peak_rss, tree_rss_bytes(process.pid))
                 _update_phase(bar, log_path, phases_shown)
                 metrics = read_metrics(metrics_path)
                 for step in sorted(metrics):
@@ -342,7 +354,7 @@ def run_trainer(options: DemoOptions, overrides: list[str]) -> tuple[int, dict[i
             raise
         finally:
             bar.close()
-    return process.returncode, read_metrics(metrics_path), time.perf_counter() - started
+    return TrainerRun(process.returncode, read_metrics(metrics_path), time.perf_counter() - started, peak_rss)
 
 
 def _update_phase(bar, log_path: Path, shown: list[str]) -> None:
@@ -363,6 +375,27 @@ def _update_phase(bar, log_path: Path, shown: list[str]) -> None:
             bar.set_description(phase)
 
 
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Ray's raylet, workers and actors), in bytes.
+
+    An upper bound: pages shared between processes (Ray's object store) count once per process.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
 def _stop(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
@@ -374,10 +407,14 @@ def _stop(process: subprocess.Popen) -> None:
             pass
 
 
-def summarize(options: DemoOptions, metrics: dict[int, dict[str, Any]], seconds: float) -> str:
+def summarize(options: DemoOptions, result: TrainerRun) -> str:
+    metrics = result.metrics
     rows = [StepRow.from_metrics(step, data) for step, data in sorted(metrics.items()) if step > 0]
     step_times = [row.step_s for row in rows if row.step_s is not None]
-    lines = [f"[sgpo] {options.estimator} on the CPU: {len(rows)} steps in {seconds / 60:.1f} min"]
+    lines = [
+        f"[sgpo] {options.estimator} on the CPU: {len(rows)} steps in {result.seconds / 60:.1f} min "
+        f"(start-up included); peak memory of the trainer's processes {result.peak_rss_bytes / 2**30:.1f} GiB"
+    ]
     if step_times:
         lines.append(f"       mean step time {sum(step_times) / len(step_times):.1f} s (first step {step_times[0]:.1f} s)")
     before = validation_accuracy(StepRow.from_metrics(0, metrics.get(0, {})).validation)
@@ -430,16 +467,19 @@ def run(options: DemoOptions) -> int:
             f"{options.group_size} responses (judge: {options.judge if options.estimator == 'sgpo' else 'off'}); "
             "start-up takes 1-2 minutes"
         )
-        status, metrics, seconds = run_trainer(options, overrides)
+        result = run_trainer(options, overrides)
     finally:
         if judge_server is not None:
             judge_server.stop()
-    if status != 0:
+    if result.status != 0:
         tail = (folder / "logs" / "trainer.log").read_text(errors="replace").splitlines()[-FAILURE_TAIL_LINES:]
         print("\n".join(tail), file=sys.stderr)
-        print(f"[sgpo] the trainer failed (exit {status}); full log: {folder / 'logs' / 'trainer.log'}", file=sys.stderr)
+        print(f"[sgpo] the trainer failed (exit {result.status}); full log: {folder / 'logs' / 'trainer.log'}", file=sys.stderr)
         return 1
-    print(summarize(options, metrics, seconds))
+    print(summarize(options, result))
+    (folder / "logs" / "summary.json").write_text(
+        json.dumps({"seconds": result.seconds, "peak_rss_bytes": result.peak_rss_bytes, "steps": options.steps})
+    )
     return 0
 
 
