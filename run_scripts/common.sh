@@ -60,6 +60,18 @@ die() {
   exit 2
 }
 
+# A mistake in the cluster shape: fatal for a launch, a warning in a dry run.
+refuse_or_warn() {
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "[sgpo] WARNING (a launch would stop here): $*" >&2
+  else
+    die "$*"
+  fi
+}
+
+# Printed in a dry run of a multi-node script when RAY_ADDRESS is not set.
+PLACEHOLDER_RAY_ADDRESS='http://<ray-head>:8265'
+
 # A hydra list of parquet files under data/: hydra_files <split> <name>...
 hydra_files() {
   local split="$1" name items=()
@@ -102,8 +114,13 @@ set_judge_overrides() {
         "reward.reward_model.model_path=$(hq "$JUDGE_MODEL_PATH")"
         reward.reward_model.rollout.name=vllm
         "reward.reward_model.rollout.tensor_model_parallel_size=$JUDGE_TP"
-        # The judge's GPUs hold nothing else. Ours: vLLM's usual share, leaving room for CUDA graphs.
+        # The judge's GPUs hold nothing else. Ours: vLLM's usual share, leaving room for CUDA graphs,
+        # which we turn on (verl's reward-model default is eager mode: slower decoding).
         reward.reward_model.rollout.gpu_memory_utilization=0.85
+        reward.reward_model.rollout.enforce_eager=False
+        # Required: verl 0.9.1 puts the judge's vLLM to sleep after start-up when free_cache_engine is on
+        # (RewardModelManager) and, on its own pool, never wakes it (only the colocated path does).
+        reward.reward_model.rollout.free_cache_engine=False
         # Without a custom reward function verl's reward loop treats an enabled reward model as a
         # discriminative one and never calls our reward manager (RewardLoopWorker.compute_score). Our
         # grader's verl entry point is that function; the manager still does all the scoring.
@@ -187,12 +204,14 @@ launch() {
   : "${JUDGE_TP:=2}"
   JUDGE_URL="${JUDGE_URL%/}"
 
+  # Cluster-shape mistakes stop a launch; a dry run only warns, so every script prints its command anywhere.
   if [[ "$NNODES" -gt 1 && -z "${RAY_ADDRESS:-}" ]]; then
-    die "NNODES=$NNODES needs a running Ray cluster: start it (\`ray start --head\` on one node, \`ray start
+    refuse_or_warn "NNODES=$NNODES needs a running Ray cluster: start it (\`ray start --head\` on one node, \`ray start
   --address=<head>:6379\` on the others) and export RAY_ADDRESS=http://<head>:8265. README: one node to many."
+    RAY_ADDRESS="$PLACEHOLDER_RAY_ADDRESS"
   fi
   if [[ -n "${RAY_ADDRESS:-}" && "$JUDGE_PLACEMENT" == external && "$JUDGE_URL" =~ ://(localhost|127\.) ]]; then
-    die "JUDGE_URL=$JUDGE_URL is this machine, but on a Ray cluster the reward workers run on every node:
+    refuse_or_warn "JUDGE_URL=$JUDGE_URL is this machine, but on a Ray cluster the reward workers run on every node:
   use an address all nodes reach (serve_judge_vllm.sh prints one)."
   fi
 

@@ -35,6 +35,9 @@ MODEL_OVERRIDES=(
   # 17k-token sequences; 4 replicas.
   actor_rollout_ref.rollout.tensor_model_parallel_size=8
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  # A wrong response waits for the rest of its group before the judge may see it (judge_scope
+  # all_negative_groups); 16k-token groups can spread over more than the default 10 minutes (ours).
+  reward.sgpo.group_wait_s=3600
   trainer.total_epochs=1                       # 630 steps on DeepScaleR (ours)
   trainer.test_freq=50
   trainer.save_freq=50

@@ -36,6 +36,9 @@ MODEL_OVERRIDES=(
   # vLLM: 2 GPUs a replica (the KV cache of long responses needs the room); 4 replicas.
   actor_rollout_ref.rollout.tensor_model_parallel_size=2
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  # A wrong response waits for the rest of its group before the judge may see it (judge_scope
+  # all_negative_groups); 16k-token groups can spread over more than the default 10 minutes (ours).
+  reward.sgpo.group_wait_s=3600
   trainer.total_epochs=1                       # 40,315 DeepScaleR prompts / 64 = 630 steps (ours)
   trainer.test_freq=50                         # a validation pass is 16 long samples of 1,607 problems
   trainer.save_freq=50
