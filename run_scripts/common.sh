@@ -16,8 +16,10 @@
 #
 # Environment (upper case; default in brackets):
 #   MODEL_PATH          policy model, local folder or hub id            [the model file's]
-#   TRAIN_FILES         hydra list of training parquet files            [the model file's]
-#   VAL_FILES           hydra list of validation parquet files          [the eight benchmarks under data/]
+#   DATA_DIR            where `python -m data_prep write --out` put the parquet files, one root per
+#                       prompt template                                 [the model file's: data/qwen_math or data/boxed]
+#   TRAIN_FILES         hydra list of training parquet files            [the model file's, under DATA_DIR]
+#   VAL_FILES           hydra list of validation parquet files          [the eight benchmarks under DATA_DIR]
 #   NNODES              nodes of the policy (actor, rollout)            [the model file's]
 #   GPUS_PER_NODE       GPUs per node                                   [8]
 #   CKPT_DIR            checkpoint folder (shared storage on clusters)  [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]
@@ -72,12 +74,12 @@ refuse_or_warn() {
 # Printed in a dry run of a multi-node script when RAY_ADDRESS is not set.
 PLACEHOLDER_RAY_ADDRESS='http://<ray-head>:8265'
 
-# A hydra list of parquet files under data/: hydra_files <split> <name>...
+# A hydra list of parquet files under DATA_DIR: hydra_files <split> <name>...
 hydra_files() {
   local split="$1" name items=()
   shift
   for name in "$@"; do
-    items+=("'$REPO_DIR/data/$name/$split.parquet'")
+    items+=("'$DATA_DIR/$name/$split.parquet'")
   done
   local IFS=,
   echo "[${items[*]}]"

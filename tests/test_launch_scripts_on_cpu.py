@@ -59,7 +59,7 @@ class DryRun:
 
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any launch setting a developer may have exported, plus ``settings``."""
-    prefixes = ("JUDGE_", "RAY_", "MODEL_PATH", "TRAIN_FILES", "VAL_FILES", "NNODES", "GPUS_PER_NODE", "CKPT_DIR",
+    prefixes = ("JUDGE_", "RAY_", "MODEL_PATH", "DATA_DIR", "TRAIN_FILES", "VAL_FILES", "NNODES", "GPUS_PER_NODE", "CKPT_DIR",
                 "PROJECT_NAME", "EXPERIMENT_NAME", "LOGGER", "DRY_RUN")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     env.update({"PYTHON": sys.executable, "DRY_RUN": "1"})
@@ -169,14 +169,19 @@ def test_every_script_of_a_model_has_the_sizes_the_memory_table_assumes(runs, sh
 
 
 @pytest.mark.slow
-def test_distilled_models_get_long_responses_and_base_models_fit_a_4k_context(runs):
+def test_distilled_and_base_models_get_their_lengths_and_their_prompt_templates_data(runs):
     for model in MODEL_FILES:
         overrides = runs[f"grpo_{model}.sh"].overrides()
         total = int(overrides["data.max_prompt_length"]) + int(overrides["data.max_response_length"])
         if model.startswith("r1-distill"):
             assert int(overrides["data.max_response_length"]) >= 16384
+            root, train = REPO_ROOT / "data" / "boxed", "deepscaler"
         else:
             assert total <= 4096  # Qwen2.5-Math-7B's max_position_embeddings
+            root, train = REPO_ROOT / "data" / "qwen_math", "math_train"
+        assert overrides["data.train_files"] == f"['{root}/{train}/train.parquet']"
+        val_files = overrides["data.val_files"].strip("[]").split(",")
+        assert len(val_files) == 8 and all(name.startswith(f"'{root}/") for name in val_files)
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@
 : "${MODEL_PATH:=Qwen/Qwen2.5-14B}"
 : "${NNODES:=1}"
 # Base models train on MATH (ours), written with the Qwen-math template that base models answer in:
-#   python -m data_prep write math_train benchmarks --template qwen_math
+#   python -m data_prep write math_train benchmarks --template qwen_math --out data/qwen_math
+: "${DATA_DIR:=$REPO_DIR/data/qwen_math}"
 : "${TRAIN_FILES:=$(hydra_files train math_train)}"
 
 max_prompt_length=1024

@@ -5,7 +5,8 @@
 : "${MODEL_PATH:=deepseek-ai/DeepSeek-R1-Distill-Qwen-32B}"
 : "${NNODES:=4}"
 # Distilled models train on DeepScaleR (ours), written with the boxed instruction:
-#   python -m data_prep write deepscaler benchmarks --template boxed
+#   python -m data_prep write deepscaler benchmarks --template boxed --out data/boxed
+: "${DATA_DIR:=$REPO_DIR/data/boxed}"
 : "${TRAIN_FILES:=$(hydra_files train deepscaler)}"
 
 max_prompt_length=1024

@@ -6,7 +6,8 @@
 : "${NNODES:=1}"
 # Distilled models train on DeepScaleR (ours), written with the boxed instruction in the model's own chat
 # template (which opens the <think> block):
-#   python -m data_prep write deepscaler benchmarks --template boxed
+#   python -m data_prep write deepscaler benchmarks --template boxed --out data/boxed
+: "${DATA_DIR:=$REPO_DIR/data/boxed}"
 : "${TRAIN_FILES:=$(hydra_files train deepscaler)}"
 
 max_prompt_length=1024
