@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,6 +324,8 @@ ray.shutdown()
 """
 #: Seconds to wait for the Ray head (and its dashboard) to come up on a busy 2-core machine.
 RAY_START_TIMEOUT_S = 240
+#: Seconds between attempts to reach the job agent while it starts.
+JOB_AGENT_POLL_S = 3
 
 
 def _ray_env() -> dict[str, str]:
@@ -345,7 +348,9 @@ def ray_dashboard():
     try:
         line = _read_line(head, RAY_START_TIMEOUT_S)
         assert line.startswith("READY"), f"the Ray head did not start: {line!r}"
-        yield f"http://127.0.0.1:{port}"
+        address = f"http://127.0.0.1:{port}"
+        _wait_for_job_agent(address)
+        yield address
     finally:
         head.stdin.close()  # the program shuts its cluster down
         try:
@@ -353,6 +358,19 @@ def ray_dashboard():
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait()
+
+
+def _wait_for_job_agent(address: str) -> None:
+    """The job server answers before the node's job agent registers ("No available agent"): submit a no-op
+    job until one is accepted."""
+    deadline = time.monotonic() + RAY_START_TIMEOUT_S
+    while True:
+        result = subprocess.run(["ray", "job", "submit", f"--address={address}", "--", "true"], env=_ray_env(),
+                                capture_output=True, text=True, timeout=RAY_START_TIMEOUT_S)
+        if result.returncode == 0:
+            return
+        assert time.monotonic() < deadline, f"the Ray job agent never came up:\n{result.stderr[-2000:]}"
+        time.sleep(JOB_AGENT_POLL_S)
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
