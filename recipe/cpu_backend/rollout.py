@@ -117,6 +117,7 @@ class TransformersServer:
         self.batches = 0
         self.generated_tokens = 0
         self._queue: Optional[asyncio.Queue] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._batcher: Optional[asyncio.Task] = None
         print(
             f"[cpu-rollout] replica {replica_rank}: {type(self.model).__name__} from {path} on the CPU "
@@ -225,10 +226,13 @@ class TransformersServer:
 
     # ------------------------------------------------------------------ batching
     def _ensure_batcher(self) -> None:
-        if self._queue is None:
-            self._queue = asyncio.Queue()
+        # One queue and batching task per event loop (Ray's actor has one; in-process callers may use several).
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._loop is not loop:
+            self._queue, self._loop = asyncio.Queue(), loop
+            self._batcher = None
         if self._batcher is None or self._batcher.done():
-            self._batcher = asyncio.get_running_loop().create_task(self._batch_loop())
+            self._batcher = loop.create_task(self._batch_loop())
 
     async def _batch_loop(self) -> None:
         while True:

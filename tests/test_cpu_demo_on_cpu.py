@@ -1,0 +1,88 @@
+"""The main job (``bash run_scripts/cpu_demo.sh`` → ``recipe/sgpo/cpu_demo.py``): its options, the trainer
+config it builds (checked by the real preflight), its progress figures, and one real run on the tiny
+policy through verl's trainer with the SGPO reward manager and the rule-based step verifier.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recipe.sgpo.cpu_demo import DemoOptions, StepRow, parse_args, render_row, trainer_overrides, validation_accuracy
+
+
+def test_options_parse_and_bad_values_are_named():
+    options = parse_args(["--estimator", "grpo", "--steps", "3", "--", "trainer.val_before_train=false"])
+    assert (options.estimator, options.steps, options.extra_overrides) == ("grpo", 3, ["trainer.val_before_train=false"])
+    with pytest.raises(ValueError, match="--group-size must be at least 2"):
+        DemoOptions(group_size=1).validate()
+    with pytest.raises(ValueError, match="--train-size .* must be at least --batch-size"):
+        DemoOptions(train_size=2, batch_size=4).validate()
+
+
+@pytest.mark.parametrize(
+    "estimator, judge, expected",
+    [
+        ("sgpo", "rule", "reward.sgpo.judge.backend=rule"),
+        ("grpo", "rule", "reward.sgpo.judge_scope=off"),
+        ("sgpo", "llm", "reward.sgpo.judge.openai.base_url=http://127.0.0.1:8123/v1"),
+    ],
+)
+def test_trainer_config_passes_the_preflight(tmp_path, repo_root, estimator, judge, expected):
+    from recipe.sgpo.cpu_demo import cpu_env
+    from recipe.sgpo.preflight import compose_config
+
+    options = DemoOptions(estimator=estimator, judge=judge, run_dir=tmp_path, steps=3)
+    model, train, val = tmp_path / "model", tmp_path / "train.parquet", tmp_path / "val.parquet"
+    overrides = trainer_overrides(options, model, train, val, "http://127.0.0.1:8123/v1" if judge == "llm" else None)
+    assert expected in overrides
+    config = compose_config(overrides)
+    assert config.algorithm.adv_estimator == estimator
+    assert config.trainer.device == "cpu" and config.actor_rollout_ref.rollout.name == "transformers"
+    assert config.trainer.total_training_steps == 3 and config.trainer.save_freq == 3
+    # The real preflight CLI in a process of its own, with the CPU backend loaded as in the main job.
+    checked = subprocess.run(
+        [sys.executable, "-m", "recipe.sgpo.preflight", *overrides], cwd=repo_root, env=cpu_env(),
+        capture_output=True, text=True,
+    )
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    assert "preflight passed" in checked.stdout
+
+
+def test_step_line_and_validation_accuracy_come_from_verls_metric_names():
+    row = StepRow.from_metrics(
+        2,
+        {
+            "critic/score/mean": 0.25, "sgpo/accuracy": 0.125, "sgpo/groups/all_negative_share": 0.5,
+            "sgpo/judge/called": 12, "sgpo/advantage/all_negative_nonzero_share": 0.75, "timing_s/step": 41.5,
+            "val-core/sgpo/arith/reward/mean@1": 0.3, "val-aux/sgpo/arith/correct/mean@1": 0.2,
+        },
+    )
+    assert render_row(row).split() == ["2", "0.250", "12.5%", "50.0%", "12", "75.0%", "41.5"]
+    assert validation_accuracy(row.validation) == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_main_job_runs_sgpo_on_the_tiny_policy(tmp_path, repo_root):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1", "--response-length", "24",
+        "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir),
+    ]
+    completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    out = completed.stdout
+    assert "validation accuracy before training" in out and "validation accuracy after step 1" in out
+    step_line = next(line for line in out.splitlines() if line.split()[:1] == ["1"])
+    assert len(step_line.split()) == 7, step_line
+    assert "[sgpo] sgpo on the CPU: 1 steps" in out
+    metrics = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    step = next(m["data"] for m in metrics if m["step"] == 1)
+    # The SGPO reward manager judged the tiny policy's (all wrong) responses with the rule verifier.
+    assert step["sgpo/judge/called"] > 0 and step["sgpo/groups/all_negative_share"] == 1.0
+    assert (run_dir / "checkpoints" / "global_step_1" / "actor" / "huggingface").is_dir()
+    assert any((run_dir / "rollouts").glob("*.jsonl"))
