@@ -21,6 +21,7 @@ Python::
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import socket
@@ -52,6 +53,23 @@ STARTUP_TIMEOUT_S = 300.0
 
 #: Seconds a stopping server gets after SIGTERM before SIGKILL.
 STOP_GRACE_S = 20.0
+
+
+#: Linux prctl option: signal the child when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _detach_and_die_with_parent() -> None:
+    """In the child before exec: own process group (so stop() reaches the engine processes too) and
+    SIGTERM when the process that started it dies, so a killed test run leaves no server behind (measured:
+    a running server is gone within seconds; one still loading its model may finish loading first)."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux/glibc: atexit in the parent still stops the server on a normal exit
+        pass
 
 
 def ensure_server_venv() -> Path:
@@ -112,8 +130,9 @@ class CPUJudgeServer:
         python = ensure_server_venv()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command(python), stdout=log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **SERVER_ENV}, start_new_session=True)
+                                        env={**os.environ, **SERVER_ENV}, preexec_fn=_detach_and_die_with_parent)
         log.close()
+        atexit.register(self.stop)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
