@@ -231,6 +231,7 @@ class StepRow:
     judged: float | None
     taught_share: float | None
     step_s: float | None
+    grad_norm: float | None = None
     validation: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -243,6 +244,7 @@ class StepRow:
             judged=data.get("sgpo/judge/called"),
             taught_share=data.get("sgpo/advantage/all_negative_nonzero_share"),
             step_s=data.get("timing_s/step"),
+            grad_norm=data.get("actor/grad_norm"),
             validation={k: float(v) for k, v in data.items() if k.startswith("val-")},
         )
 
