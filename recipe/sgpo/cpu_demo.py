@@ -22,8 +22,9 @@ manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_
 ``--estimator grpo`` runs the baseline: same grader, no judge (``reward.sgpo.judge_scope=off``), verl's
 ``grpo`` estimator. Anything after ``--`` is passed to the trainer as hydra overrides.
 
-Expected time on 2 cores with the defaults: 1-2 minutes of start-up (Ray, workers, rollout server), then
-about a minute per step with SmolLM2; memory about 8 GB.
+Expected time on 2 cores with the defaults (measured on a machine shared with other jobs): 1-2 minutes
+of start-up (Ray, workers, rollout server), then 1.5-3.5 minutes per step with SmolLM2 (seconds with
+``--model tiny``); peak resident memory of the trainer's processes about 15 GiB (README: Training on CPU).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ POLL_S = 1.0
 FAILURE_TAIL_LINES = 40
 #: Name the LLM judge is served under.
 JUDGE_MODEL_NAME = "judge"
+#: Most tokens of one LLM-judge answer. The judge default (4096) suits reasoning judges on GPUs; SmolLM2 on
+#: two cores writes about 100 tokens/s for all requests together, and rambles to the limit, so an uncapped
+#: step would spend minutes per judged response. An answer cut off before its verdict is a parse failure:
+#: the response is scored as not judged and training goes on.
+LLM_JUDGE_MAX_TOKENS = 256
 #: Trainer output that marks the start-up phases, in order (shown on the progress bar while waiting).
 PHASES = (
     ("ray init kwargs", "starting Ray"),
@@ -199,6 +205,7 @@ def reward_overrides(options: DemoOptions, judge_url: str | None) -> list[str]:
         "reward.sgpo.judge.backend=openai",
         f"reward.sgpo.judge.openai.base_url={judge_url}",
         f"reward.sgpo.judge.openai.model={JUDGE_MODEL_NAME}",
+        f"reward.sgpo.judge.openai.max_tokens={LLM_JUDGE_MAX_TOKENS}",
     ]
 
 
