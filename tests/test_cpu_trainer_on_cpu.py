@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cpu_trainer_inputs import write_arith_parquet
 
@@ -248,12 +249,12 @@ def test_rollout_server_refuses_weights_it_cannot_place(tmp_path):
 
 
 def test_advantage_metrics_count_taught_responses_of_all_negative_groups():
-    from recipe.cpu_backend.trainer import group_advantage_metrics
+    from recipe.sgpo.metrics import all_negative_advantage_metrics
 
-    uids = np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
-    rewards = np.array([1.0, 0.0, 0.2, 0.4, 0.0, 0.0])  # a: mixed; b: all-negative, graded; c: all-negative, flat
-    advantages = np.array([0.7, -0.7, -0.7, 0.7, 0.0, 0.0])
-    metrics = group_advantage_metrics(uids, rewards, advantages)
+    uids = ["a", "a", "b", "b", "c", "c"]
+    rewards = torch.tensor([1.0, 0.0, 0.2, 0.4, 0.0, 0.0])  # a: mixed; b: all-negative, graded; c: all-negative, flat
+    advantages = torch.tensor([0.7, -0.7, -0.7, 0.7, 0.0, 0.0])
+    metrics = all_negative_advantage_metrics(uids, rewards, advantages)
     assert metrics["sgpo/advantage/all_negative_responses"] == 4
     assert metrics["sgpo/advantage/all_negative_nonzero_share"] == pytest.approx(0.5)
     assert metrics["sgpo/advantage/all_negative_abs_mean"] == pytest.approx(0.35)

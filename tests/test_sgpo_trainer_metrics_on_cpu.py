@@ -25,7 +25,10 @@ def test_sgpo_metrics_are_read_from_transfer_queue_as_the_trainer_does():
         rm_scores[-1] = score
         judged = uid == "graded" and score > 0
         extra = {"judge_called": int(uid == "graded"), "judged": int(judged), "graded_value": 2 * score if judged else None}
-        rows.append({"uid": uid, "rm_scores": rm_scores, "extra_fields": {"reward_extra_info": extra}})
+        # advantages as the trainer writes them back: constant over the response, here +-1 in "graded" only
+        advantage = (1.0 if score > 0.1 else -1.0) if uid == "graded" else 0.5
+        rows.append({"uid": uid, "rm_scores": rm_scores, "extra_fields": {"reward_extra_info": extra},
+                     "advantages": torch.full((3 + i,), advantage), "response_mask": torch.ones(3 + i, dtype=torch.int64)})
     keys = [f"{uid}_{i}_0" for i, uid in enumerate(groups)]
     tags = [{"status": "success", "is_padding": uid == "padding"} for uid in groups]
 
@@ -35,7 +38,9 @@ def test_sgpo_metrics_are_read_from_transfer_queue_as_the_trainer_does():
         tq.kv_batch_put(keys=keys, fields=list_of_dict_to_tensordict(rows), tags=tags, partition_id="train")
         trainer = object.__new__(get_trainer_cls("sgpo_sync"))  # only the metrics path is exercised
         trainer.config = config
-        metrics = trainer._sgpo_metrics(KVBatchMeta(keys=keys, tags=tags, partition_id="train"))
+        meta = KVBatchMeta(keys=keys, tags=tags, partition_id="train")
+        metrics = trainer._sgpo_metrics(meta)
+        advantage_metrics = trainer._sgpo_advantage_metrics(meta)
     finally:
         tq.close()
         ray.shutdown()
@@ -45,3 +50,7 @@ def test_sgpo_metrics_are_read_from_transfer_queue_as_the_trainer_does():
     assert metrics["sgpo/all_negative/usable_signal_share"] == 1.0
     assert metrics["sgpo/all_negative/graded_value/mean"] == pytest.approx(0.4)
     assert metrics["sgpo/judge/called"] == 4 and metrics["sgpo/judge/judged"] == 3
+    # the all-negative group's four responses all carry a non-zero advantage of magnitude 1
+    assert advantage_metrics["sgpo/advantage/all_negative_responses"] == 4
+    assert advantage_metrics["sgpo/advantage/all_negative_nonzero_share"] == 1.0
+    assert advantage_metrics["sgpo/advantage/all_negative_abs_mean"] == pytest.approx(1.0)

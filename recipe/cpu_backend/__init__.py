@@ -15,7 +15,8 @@ rollout ``transformers``   ``RolloutReplicaRegistry.register`` + the rollout    
 trainer ``cpu_sync``       ``register_trainer``                                 ``trainer.v1.trainer_mode``
 =========================  ===================================================  ==========================
 
-The remaining settings are plain config keys, collected in ``recipe/sgpo/config/sgpo_cpu.yaml``.
+The remaining settings are plain config keys, collected in ``recipe/sgpo/config/platform/cpu.yaml``
+(``+platform=cpu`` on top of ``sgpo_trainer``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,14 @@ sgpo/judge/latency_s/mean, .../max              seconds per judge call (called r
 sgpo/grade/timeouts                             gradings that hit their time bound (scored wrong)
 sgpo/groups/incomplete_responses                wrong responses whose group never completed in time
 sgpo/rows/malformed                             rows without a ground truth (scored wrong)
+sgpo/advantage/all_negative_nonzero_share       share of the responses of all-negative groups whose
+                                                advantage is non-zero: what SGPO adds (0 for grpo)
+sgpo/advantage/all_negative_abs_mean            mean |advantage| of those responses
+sgpo/advantage/all_negative_responses           how many responses are in all-negative groups
 ==============================================  =====================================================
+
+The ``sgpo/advantage/*`` metrics are read from the advantages the trainer computed
+(:func:`all_negative_advantage_metrics`); the others from rewards and extra info (:func:`sgpo_step_metrics`).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import torch
 
 from recipe.sgpo.advantage import group_ids, group_mean_std
 from recipe.sgpo.config import SGPOConfig
-from reward.encoding import decode_rewards
+from reward.encoding import CORRECT_REWARD, decode_rewards
 from reward.rendezvous import INCOMPLETE
 
 
@@ -93,6 +100,39 @@ def sgpo_step_metrics(
         "sgpo/grade/timeouts": _count(infos, "grade_timeout"),
         "sgpo/groups/incomplete_responses": float(sum(info.get("group_state") == INCOMPLETE for info in infos)),
         "sgpo/rows/malformed": _count(infos, "malformed_row"),
+    }
+
+
+#: Advantages smaller than this in magnitude count as zero (float noise of the normalisation).
+ZERO_ADVANTAGE_TOLERANCE = 1e-6
+
+
+def all_negative_advantage_metrics(
+    uids: Sequence[Any], scores: torch.Tensor, advantages: torch.Tensor
+) -> dict[str, float]:
+    """The ``sgpo/advantage/*`` metrics: how much advantage the responses of all-negative groups received.
+
+    Args:
+        uids: group id of each response.
+        scores: ``(bs,)`` reward of each response (sum of its token rewards); correct ⇔ ``≥ 1``.
+        advantages: ``(bs,)`` advantage of each response (its value on the response's tokens).
+    """
+    scores = scores.detach().float().cpu()
+    group = group_ids(np.asarray(uids, dtype=object), device=scores.device)
+    correct_count = torch.zeros(int(group.max()) + 1 if group.numel() else 0).index_add_(
+        0, group, (scores >= CORRECT_REWARD).float()
+    )
+    negative = advantages.detach().float().cpu()[correct_count[group] == 0].abs()
+    if negative.numel() == 0:
+        return {
+            "sgpo/advantage/all_negative_nonzero_share": 0.0,
+            "sgpo/advantage/all_negative_abs_mean": 0.0,
+            "sgpo/advantage/all_negative_responses": 0.0,
+        }
+    return {
+        "sgpo/advantage/all_negative_nonzero_share": (negative > ZERO_ADVANTAGE_TOLERANCE).float().mean().item(),
+        "sgpo/advantage/all_negative_abs_mean": negative.mean().item(),
+        "sgpo/advantage/all_negative_responses": float(negative.numel()),
     }
 
 
