@@ -43,7 +43,6 @@ import asyncio
 import itertools
 import json
 import logging
-import math
 import os
 import re
 import subprocess
@@ -54,10 +53,12 @@ import weakref
 from collections import OrderedDict
 from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Mapping
+
+from reward.settings_base import require_int, require_number, settings_from_section
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +143,10 @@ class GraderConfig:
     cache_size: int = 10_000
 
     def __post_init__(self) -> None:
-        _require_number(self.timeout_s, "timeout_s", minimum=0.0, exclusive=True)
-        _require_int(self.num_workers, "num_workers", minimum=1)
-        _require_int(self.max_answer_chars, "max_answer_chars", minimum=1)
-        _require_int(self.cache_size, "cache_size", minimum=0)
+        require_number(self.timeout_s, f"{CONFIG_PREFIX}.timeout_s", minimum=0.0, exclusive=True)
+        require_int(self.num_workers, f"{CONFIG_PREFIX}.num_workers", minimum=1)
+        require_int(self.max_answer_chars, f"{CONFIG_PREFIX}.max_answer_chars", minimum=1)
+        require_int(self.cache_size, f"{CONFIG_PREFIX}.cache_size", minimum=0)
         if not isinstance(self.exact_match_first, bool):
             raise ValueError(f"{CONFIG_PREFIX}.exact_match_first must be true or false, got {self.exact_match_first!r}")
         if self.think_mode not in THINK_MODES:
@@ -161,19 +162,7 @@ class GraderConfig:
             ValueError: on an unknown key (a typo must not silently fall back to a default) or an invalid
                 value; the message names the full key, e.g. ``reward.sgpo.grader.timeout_s``.
         """
-        if mapping is None:
-            return cls()
-        if not isinstance(mapping, Mapping) and not hasattr(mapping, "items"):
-            raise ValueError(f"{CONFIG_PREFIX} must be a mapping of settings, got {type(mapping).__name__}")
-        values = dict(mapping.items())
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return settings_from_section(cls, mapping, CONFIG_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -834,28 +823,6 @@ async def compute_score_async(
     """Async form of :func:`compute_score` (verl awaits coroutine scorers instead of using a thread)."""
     grader = shared_grader(GraderConfig.from_mapping(grader_settings))
     return _score_dict(await grader.agrade(solution_str, ground_truth))
-
-
-# ---------------------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------------------
-
-
-def _require_number(value: Any, name: str, minimum: float, exclusive: bool = False) -> None:
-    key = f"{CONFIG_PREFIX}.{name}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{key} must be a number, got {value!r}")
-    ok = value > minimum if exclusive else value >= minimum  # NaN fails both
-    if not ok or math.isinf(value):
-        raise ValueError(f"{key} must be a finite number {'>' if exclusive else '>='} {minimum}, got {value}")
-
-
-def _require_int(value: Any, name: str, minimum: int) -> None:
-    key = f"{CONFIG_PREFIX}.{name}"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{key} must be >= {minimum}, got {value}")
 
 
 __all__ = [

@@ -35,6 +35,7 @@ from reward.judge import build_judge
 from reward.judge.base import JudgeRequest, Verdict
 from reward.rendezvous import ALL_NEGATIVE, get_group_rendezvous, report_outcome
 from reward.settings import RewardSettings
+from reward.settings_base import config_get
 
 logger = logging.getLogger("sgpo.reward")
 
@@ -94,7 +95,7 @@ class SGPORewardManager(RewardManagerBase):
     ) -> None:
         super().__init__(config, tokenizer, compute_score)
         self.settings = RewardSettings.from_trainer_config(config)
-        self.group_size = int(_get(config, "actor_rollout_ref", "rollout", "n") or 1)
+        self.group_size = int(config_get(config, "actor_rollout_ref", "rollout", "n") or 1)
         self.grader = OutcomeGrader(self.settings.grader)
         # Built now so that a bad judge setting (missing API-key variable, router without an address)
         # fails at start-up, not per sample; it opens no connection until the first call.
@@ -211,11 +212,3 @@ def _last_user_message(raw_prompt: Any) -> str:
         return ""
     return str(users[-1]) if users else ""
 
-
-def _get(config: Any, *keys: str) -> Any:
-    node = config
-    for key in keys:
-        if node is None:
-            return None
-        node = node.get(key) if hasattr(node, "get") else getattr(node, key, None)
-    return node

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from reward.encoding import validate_band
+from reward.settings_base import config_get, section_values
 
 CONFIG_PREFIX = "reward.sgpo"
 BAND_KEY = "algorithm.sgpo.reward_band"
@@ -74,42 +75,12 @@ class RewardSettings:
         from reward.grader import GraderConfig
         from reward.judge import JudgeConfig
 
-        section = dict(_section(config, "reward", "sgpo") or {})
-        own = {f.name for f in fields(cls)} - {"reward_band", "grader", "judge"}
-        unknown = sorted(set(section) - own - {"grader", "judge"})
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
-                f"known keys: {', '.join(sorted(own | {'grader', 'judge'}))}"
-            )
-        values = {key: section[key] for key in own if key in section}
+        known = {f.name for f in fields(cls)} - {"reward_band"}
+        values = section_values(config_get(config, "reward", "sgpo"), CONFIG_PREFIX, known)
         if "train_splits" in values:
             values["train_splits"] = tuple(values["train_splits"])
-        band = _section(config, "algorithm", "sgpo", "reward_band")
-        return cls(
-            **values,
-            reward_band=DEFAULT_REWARD_BAND if band is None else band,
-            grader=GraderConfig.from_mapping(_plain(section.get("grader")) or {}),
-            judge=JudgeConfig.from_mapping(_plain(section.get("judge")) or {}),
-        )
-
-
-def _section(config: Any, *keys: str) -> Any:
-    node = config
-    for key in keys:
-        if node is None:
-            return None
-        node = node.get(key) if hasattr(node, "get") else getattr(node, key, None)
-    return node
-
-
-def _plain(node: Any) -> Any:
-    """OmegaConf nodes to plain Python containers (other values unchanged)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf ships with verl
-        return node
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
+        values["grader"] = GraderConfig.from_mapping(values.get("grader"))
+        values["judge"] = JudgeConfig.from_mapping(values.get("judge"))
+        band = config_get(config, "algorithm", "sgpo", "reward_band")
+        return cls(**values, reward_band=DEFAULT_REWARD_BAND if band is None else band)
 

@@ -225,57 +225,15 @@ def test_only_all_negative_groups_are_judged_across_concurrent_reward_workers(ti
 # Faults: the judge server is down for the first part of the run, then comes up.
 
 
-class VerdictEndpoint:
-    """A real OpenAI-style HTTP server run by the test that always answers ``VERDICT: 2``."""
-
-    def __init__(self, port: int):
-        import threading
-
-        self.port, self.hits = port, 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    async def _handle(self, request):
-        from aiohttp import web
-
-        self.hits += 1
-        await request.read()
-        return web.json_response({"choices": [{"message": {"role": "assistant", "content": "VERDICT: 2"}}]})
-
-    def _serve(self):
-        from aiohttp import web
-
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-
-    def __enter__(self):
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
 def test_judge_down_for_part_of_the_run_rewards_still_come_back(tiny_model_dir, tokenizer):
+    from judge_endpoints import MisbehavingEndpoint
     from verl.trainer.ppo.reward import load_reward_manager
 
-    from reward.judge.cpu_server import free_port
-
-    port = free_port()
+    server = MisbehavingEndpoint()  # its port is chosen now and stays closed until the server starts
     config = trainer_config(
         tiny_model_dir,
         "reward.sgpo.judge.backend=openai",
-        f"reward.sgpo.judge.openai.base_url=http://127.0.0.1:{port}/v1",
+        f"reward.sgpo.judge.openai.base_url={server.url('step2')}",
         "reward.sgpo.judge.openai.max_retries=1",
         "reward.sgpo.judge.openai.backoff_s=0.1",
         "reward.sgpo.judge.deadline_s=10",
@@ -287,7 +245,7 @@ def test_judge_down_for_part_of_the_run_rewards_still_come_back(tiny_model_dir, 
         return await asyncio.gather(*(manager.run_single(trajectory(tokenizer, RESPONSES[n], uid)) for n in names))
 
     down = asyncio.run(all_negative_group("while-down"))  # nothing listens on the port: a real closed port
-    with VerdictEndpoint(port) as server:
+    with server:
         up = asyncio.run(all_negative_group("while-up"))
     manager.grader.close()
 
@@ -300,4 +258,4 @@ def test_judge_down_for_part_of_the_run_rewards_still_come_back(tiny_model_dir, 
         assert (info["judged"], info["first_error_step"]) == (1, 2)
         assert info["rts"] == pytest.approx(1 / info["num_steps"])
         assert result["reward_score"] == pytest.approx(BAND * logistic(info["rts"]))
-    assert server.hits == 2  # two distinct responses: the judge's content cache answers the repeats
+    assert server.hits["step2"] == 2  # two distinct responses: the judge's content cache answers the repeats

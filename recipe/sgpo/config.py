@@ -7,10 +7,11 @@ apply when a key is missing, e.g. when the estimator is called on a bare `algori
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from reward.encoding import validate_band
+from reward.settings_base import config_get, require_number, settings_from_section
 
 #: Where the estimator's settings live in the trainer config; used in every error message.
 CONFIG_PREFIX = "algorithm.sgpo"
@@ -51,9 +52,9 @@ class SGPOConfig:
 
     def __post_init__(self) -> None:
         validate_band(self.reward_band, key=f"{CONFIG_PREFIX}.reward_band")
-        _require_number(self.min_spread, "min_spread", minimum=0.0)
-        _require_number(self.negative_scale, "negative_scale", minimum=0.0)
-        _require_number(self.epsilon, "epsilon", minimum=0.0)
+        require_number(self.min_spread, f"{CONFIG_PREFIX}.min_spread", minimum=0.0)
+        require_number(self.negative_scale, f"{CONFIG_PREFIX}.negative_scale", minimum=0.0)
+        require_number(self.epsilon, f"{CONFIG_PREFIX}.epsilon", minimum=0.0)
         if self.apply_to not in APPLY_TO_MODES:
             raise ValueError(
                 f"{CONFIG_PREFIX}.apply_to must be one of {', '.join(APPLY_TO_MODES)}; got {self.apply_to!r}"
@@ -66,20 +67,7 @@ class SGPOConfig:
         A missing ``sgpo`` section gives the defaults; unknown keys in it are rejected (a typo must not
         silently fall back to a default).
         """
-        section = _get(algorithm_config, "sgpo")
-        if section is None:
-            return cls()
-        if not isinstance(section, Mapping) and not hasattr(section, "items"):
-            raise ValueError(f"{CONFIG_PREFIX} must be a mapping of settings, got {type(section).__name__}")
-        values = dict(section.items())
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {', '.join(f'{CONFIG_PREFIX}.{k}' for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return settings_from_section(cls, config_get(algorithm_config, "sgpo"), CONFIG_PREFIX)
 
 
 def norm_adv_by_std(algorithm_config: Any) -> bool:
@@ -87,24 +75,5 @@ def norm_adv_by_std(algorithm_config: Any) -> bool:
 
     verl does not pass this flag to registered estimators, so we read it from the section ourselves.
     """
-    value = _get(algorithm_config, "norm_adv_by_std_in_grpo")
+    value = config_get(algorithm_config, "norm_adv_by_std_in_grpo")
     return True if value is None else bool(value)
-
-
-def _get(config: Any, key: str) -> Any:
-    if config is None:
-        return None
-    if isinstance(config, Mapping) or hasattr(config, "get"):
-        try:
-            return config.get(key)
-        except Exception:  # dataclass configs raise for unknown keys in some verl versions
-            pass
-    return getattr(config, key, None)
-
-
-def _require_number(value: Any, name: str, minimum: float) -> None:
-    key = f"{CONFIG_PREFIX}.{name}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{key} must be a number, got {value!r}")
-    if not value >= minimum:  # also rejects NaN
-        raise ValueError(f"{key} must be >= {minimum}, got {value}")

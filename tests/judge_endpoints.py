@@ -1,0 +1,78 @@
+"""A real OpenAI-style HTTP endpoint that tests run themselves, to cause judge faults for real."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from aiohttp import web
+
+from reward.judge.cpu_server import free_port
+
+
+class MisbehavingEndpoint:
+    """An OpenAI-style endpoint run by the test: ``/{mode}/v1/chat/completions`` misbehaves by ``mode``."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.hits: dict[str, int] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, mode: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{mode}/v1"
+
+    async def handle(self, http_request: web.Request) -> web.StreamResponse:
+        mode = http_request.match_info["mode"]
+        self.hits[mode] = self.hits.get(mode, 0) + 1
+        await http_request.read()
+
+        def reply(text):
+            return web.json_response({"choices": [{"message": {"role": "assistant", "content": text}}]})
+
+        if mode == "slow":
+            await asyncio.sleep(30)
+            return reply("VERDICT: 1")
+        if mode == "error500":
+            return web.Response(status=500, text="internal error")
+        if mode == "error400":
+            return web.Response(status=400, text='{"error": "bad request"}')
+        if mode == "garbage":
+            return web.Response(status=200, text="<html>not json</html>")
+        if mode == "empty":
+            return web.json_response({"choices": []})
+        if mode == "noverdict":
+            return reply("I think the second step is wrong, but who knows.")
+        if mode == "range":
+            return reply("Step 42 is wrong.\nVERDICT: 42")
+        if mode == "drop":
+            http_request.transport.close()
+            return web.Response(status=200)
+        if mode == "step2":  # a well-behaved judge that always finds the first error at step 2
+            return reply("VERDICT: 2")
+        if mode == "flaky":  # fails twice, then answers: retries must get through
+            if self.hits[mode] <= 2:
+                return web.Response(status=503, text="busy")
+            return reply("VERDICT: 2")
+        return reply("VERDICT: none")
+
+    def _serve(self):
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/{mode}/v1/chat/completions", self.handle)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self):
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
