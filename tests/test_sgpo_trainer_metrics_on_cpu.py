@@ -38,9 +38,7 @@ def test_sgpo_metrics_are_read_from_transfer_queue_as_the_trainer_does():
         tq.kv_batch_put(keys=keys, fields=list_of_dict_to_tensordict(rows), tags=tags, partition_id="train")
         trainer = object.__new__(get_trainer_cls("sgpo_sync"))  # only the metrics path is exercised
         trainer.config = config
-        meta = KVBatchMeta(keys=keys, tags=tags, partition_id="train")
-        metrics = trainer._sgpo_metrics(meta)
-        advantage_metrics = trainer._sgpo_advantage_metrics(meta)
+        metrics = trainer._sgpo_metrics(KVBatchMeta(keys=keys, tags=tags, partition_id="train"))
     finally:
         tq.close()
         ray.shutdown()
@@ -51,6 +49,6 @@ def test_sgpo_metrics_are_read_from_transfer_queue_as_the_trainer_does():
     assert metrics["sgpo/all_negative/graded_value/mean"] == pytest.approx(0.4)
     assert metrics["sgpo/judge/called"] == 4 and metrics["sgpo/judge/judged"] == 3
     # the all-negative group's four responses all carry a non-zero advantage of magnitude 1
-    assert advantage_metrics["sgpo/advantage/all_negative_responses"] == 4
-    assert advantage_metrics["sgpo/advantage/all_negative_nonzero_share"] == 1.0
-    assert advantage_metrics["sgpo/advantage/all_negative_abs_mean"] == pytest.approx(1.0)
+    assert metrics["sgpo/advantage/all_negative_responses"] == 4
+    assert metrics["sgpo/advantage/all_negative_nonzero_share"] == 1.0
+    assert metrics["sgpo/advantage/all_negative_abs_mean"] == pytest.approx(1.0)

@@ -1,10 +1,10 @@
 """verl V1 trainers that add the ``sgpo/...`` metrics (recipe/sgpo/metrics.py) to every training step's log.
 
 verl 0.9.1's V1 trainers log reward extra info only for validation; training steps get verl's own
-metrics (``critic/advantages/*`` over the whole batch, not per kind of group). The documented way to change a V1 trainer is its registry (``register_trainer``, selected by
-``trainer.v1.trainer_mode``), so we register, for each of verl's modes, a subclass whose
-``_compute_metrics`` also reads the step's group ids, encoded rewards and reward extra info from
-TransferQueue and logs the SGPO metrics::
+metrics (``critic/advantages/*`` over the whole batch, not per kind of group). The documented way to
+change a V1 trainer is its registry (``register_trainer``, selected by ``trainer.v1.trainer_mode``), so
+we register, for each of verl's modes, a subclass whose ``_compute_metrics`` also reads the step's group
+ids, encoded rewards, reward extra info and advantages from TransferQueue and logs the SGPO metrics::
 
     trainer.v1.trainer_mode=sgpo_sync            (the yaml's default; also sgpo_colocate_async, sgpo_separate_async)
 
@@ -26,37 +26,12 @@ logger = logging.getLogger("sgpo.trainer")
 BASE_TRAINER_MODES = ("sync", "colocate_async", "separate_async")
 TRAINER_MODE_PREFIX = "sgpo_"
 
-#: TransferQueue fields the metrics need (all written by verl's agent loop and reward loop).
-METRIC_FIELDS = ["uid", "rm_scores", "extra_fields"]
+#: TransferQueue fields the metrics need (written by verl's agent loop, reward loop and advantage step).
+METRIC_FIELDS = ["uid", "rm_scores", "extra_fields", "advantages", "response_mask"]
 
 
 class SGPOMetricsMixin:
-    """Adds ``sgpo/...`` metrics: reward-side ones in ``_compute_metrics``, advantage ones after
-    ``_compute_advantage`` (never stops training)."""
-
-    def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
-        batch = super()._compute_advantage(batch, metrics=metrics)
-        try:
-            metrics.update(self._sgpo_advantage_metrics(batch))
-        except Exception:  # noqa: BLE001 - metrics must never stop a training run
-            logger.exception("sgpo/advantage metrics could not be computed; continuing")
-        return batch
-
-    def _sgpo_advantage_metrics(self, batch: Any) -> dict[str, float]:
-        import transfer_queue as tq
-
-        from recipe.sgpo.metrics import all_negative_advantage_metrics
-
-        fields = ["uid", "rm_scores", "advantages", "response_mask"]
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        keep = _real_rows(batch)
-        all_uids = list(data["uid"])
-        scores = data["rm_scores"].to_padded_tensor(0.0).sum(dim=-1)[keep]
-        # an outcome advantage is constant over a response's masked tokens: read it at the first one
-        mask = data["response_mask"].to_padded_tensor(0).bool()
-        first = mask.float().argmax(dim=-1, keepdim=True)
-        advantages = (data["advantages"].to_padded_tensor(0.0).gather(1, first).squeeze(1) * mask.any(-1))[keep]
-        return all_negative_advantage_metrics([str(all_uids[i]) for i in keep], scores, advantages)
+    """Adds the ``sgpo/...`` metrics after verl's own in ``_compute_metrics`` (never stops training)."""
 
     def _compute_metrics(self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int) -> None:
         super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
@@ -66,25 +41,29 @@ class SGPOMetricsMixin:
             logger.exception("sgpo metrics could not be computed for step %s; continuing", global_steps)
 
     def _sgpo_metrics(self, batch: Any) -> dict[str, float]:
+        """Reads the step's rows back from TransferQueue once (verl clears them only after logging)."""
         import transfer_queue as tq
 
         from recipe.sgpo.config import SGPOConfig
-        from recipe.sgpo.metrics import sgpo_step_metrics
+        from recipe.sgpo.metrics import all_negative_advantage_metrics, sgpo_step_metrics
 
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=METRIC_FIELDS)
-        keep = _real_rows(batch)
+        keep = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         # Non-tensor fields come back as a list subclass, a NonTensorStack or an array depending on the
         # TransferQueue backend; list(...) normalises all of them (as verl's own trainer does).
         all_uids, all_extra_fields = list(data["uid"]), list(data["extra_fields"])
         uids = [str(all_uids[i]) for i in keep]
         infos = [_reward_extra_info(all_extra_fields[i]) for i in keep]
         scores = data["rm_scores"].to_padded_tensor(0.0).sum(dim=-1)[keep]
-        return sgpo_step_metrics(uids, scores, infos, SGPOConfig.from_algorithm_config(self.config.algorithm))
-
-
-def _real_rows(batch: Any) -> list[int]:
-    """Indices of the batch's rows that are not padding added for divisibility."""
-    return [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        # an outcome advantage is constant over a response's masked tokens: read it at the first one
+        mask = data["response_mask"].to_padded_tensor(0).bool()
+        first = mask.float().argmax(dim=-1, keepdim=True)
+        advantages = (data["advantages"].to_padded_tensor(0.0).gather(1, first).squeeze(1) * mask.any(-1))[keep]
+        settings = SGPOConfig.from_algorithm_config(self.config.algorithm)
+        return {
+            **sgpo_step_metrics(uids, scores, infos, settings),
+            **all_negative_advantage_metrics(uids, scores, advantages),
+        }
 
 
 def _reward_extra_info(extra_field: Any) -> dict:
