@@ -8,8 +8,8 @@ with device ``cpu`` that is ``"cpu:gloo,cpu:gloo"``, which torch rejects (duplic
 :class:`CPUActorRolloutRefWorker` initialises plain ``gloo`` first (verl skips its own call when a group
 exists); everything else is verl's worker.
 
-verl compares ``trainer.v1.trainer_mode`` with ``"sync"`` in several places (replay buffer, weight sync),
-so the trainer writes ``sync`` back into the config before verl's ``__init__`` reads it.
+verl compares ``trainer.v1.trainer_mode`` with ``"sync"`` in several places (replay buffer, weight sync);
+``sgpo_sync``'s ``__init__``, inherited here, writes ``sync`` back into the config before verl reads it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 
 import ray
-from omegaconf import open_dict
 from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
 from verl.utils.distributed import initialize_global_process_group_ray
@@ -27,9 +26,8 @@ from recipe.cpu_backend.platform import use_all_cores
 
 logger = logging.getLogger("sgpo.cpu_backend.trainer")
 
-#: ``trainer.v1.trainer_mode`` of this trainer, the verl mode it runs as, and the recipe's sync mode it extends.
+#: ``trainer.v1.trainer_mode`` of this trainer, and the recipe's sync mode it extends.
 TRAINER_MODE = "cpu_sync"
-BASE_MODE = "sync"
 SGPO_SYNC_MODE = "sgpo_sync"
 #: The collective backend of the CPU worker's process group.
 CPU_PROCESS_GROUP_BACKEND = "gloo"
@@ -60,14 +58,8 @@ def _register_cpu_trainer() -> None:
         return
     import recipe.sgpo.trainer  # noqa: F401  registers sgpo_sync
 
-    base = get_trainer_cls(SGPO_SYNC_MODE)
-
-    def __init__(self, config, *args, **kwargs):
-        with open_dict(config):
-            config.trainer.v1.trainer_mode = BASE_MODE  # verl's code compares the mode string with "sync"
-        base.__init__(self, config, *args, **kwargs)
-
-    trainer_cls = type("CPUSyncTrainer", (CPUWorkerMixin, base), {"__init__": __init__})
+    # sgpo_sync's __init__ already writes verl's "sync" back into trainer.v1.trainer_mode
+    trainer_cls = type("CPUSyncTrainer", (CPUWorkerMixin, get_trainer_cls(SGPO_SYNC_MODE)), {})
     trainer_cls.__module__ = __name__
     register_trainer(TRAINER_MODE)(trainer_cls)
 
