@@ -85,12 +85,18 @@ def test_a_runnable_config_passes_every_check(composed):
         ("reward.sgpo.judge_scope=sometimes", "reward.sgpo.judge_scope"),
         ("reward.sgpo.judge.grading.map=cubic", "reward.sgpo.judge.grading.map"),
         ("actor_rollout_ref.actor.ppo_mini_batch_size=8", "must be >= actor.ppo_mini_batch_size"),
+        ("algorithm.sgpo.apply_to=all_incorrect", "set reward.sgpo.judge_scope=all_wrong"),
     ],
 )
 def test_each_bad_setting_is_reported_with_its_key(override, message):
     report = run_checks(compose_config([*RUNNABLE, override]))
     assert not report.ok
     assert any(message in failure for failure in report.failures), report.render()
+
+
+def test_the_all_incorrect_ablation_passes_with_every_wrong_answer_judged():
+    report = run_checks(compose_config([*RUNNABLE, "algorithm.sgpo.apply_to=all_incorrect", "reward.sgpo.judge_scope=all_wrong"]))
+    assert report.ok, report.render()
 
 
 def test_cli_lists_every_failure_and_exits_1(repo_root):

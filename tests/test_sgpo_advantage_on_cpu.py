@@ -19,9 +19,16 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 
 from recipe.sgpo.advantage import compute_sgpo_outcome_advantage
 from recipe.sgpo.config import SGPOConfig
-from reward.encoding import encode_reward
+from reward.encoding import decode_rewards, encode_reward
 
 EPS = 1e-6
+
+#: A wrong response judged with g = 0 (the first step was wrong). Encoded as c · 1e-6 > 0 so that it is
+#: never mistaken for a not-judged response (0); hand-computed values below treat it as v = 0 (the 1e-6
+#: is far inside the tolerance of ``assert_close``).
+G0 = encode_reward(False, 0.0, 0.5)
+#: A wrong response that was not judged (judge failure, time-out, incomplete group).
+NOT_JUDGED = encode_reward(False, None, 0.5)
 
 
 def algorithm(**sgpo) -> OmegaConf:
@@ -49,7 +56,7 @@ def test_mixed_group_is_binarised_grpo():
 
 def test_all_negative_group_with_spread_is_graded():
     # v = r / c = [0.8, 0.2, 0.2, 0.0]: mean 0.3, deviations [0.5, -0.1, -0.1, -0.3], var 0.36 / 3 = 0.12.
-    got = sequence_advantages([0.4, 0.1, 0.1, 0.0], ["a"] * 4)
+    got = sequence_advantages([0.4, 0.1, 0.1, G0], ["a"] * 4)
     expected = torch.tensor([0.5, -0.1, -0.1, -0.3]) / (math.sqrt(0.12) + EPS)
     torch.testing.assert_close(got, expected)
     assert got[0] > got[1] > got[3], "a response that got further must get the larger advantage"
@@ -67,6 +74,34 @@ def test_all_negative_unjudged_group_matches_grpo_zero():
     assert torch.all(sequence_advantages([0.0, 0.0, 0.0, 0.0], ["a"] * 4) == 0)
 
 
+def test_a_judge_failure_is_no_penalty():
+    # Three members judged at g = 0.5 and one whose judge call failed: before the fix the failure was
+    # read as g = 0 and got the group's most negative advantage ([0.5, 0.5, 0.5, -1.5]). Now the three
+    # judged members agree (no spread -> 0) and the failed one carries nothing.
+    half = encode_reward(False, 0.5, 0.5)
+    assert torch.all(sequence_advantages([half, half, half, NOT_JUDGED], ["a"] * 4) == 0)
+
+
+def test_not_judged_members_stay_out_of_the_group_statistics():
+    # v of the judged = [0.8, 0.2, 0.0]: mean 1/3, deviations [7/15, -2/15, -1/3], var (0.68 - 1/3) / 2.
+    got = sequence_advantages([0.4, NOT_JUDGED, 0.1, G0, NOT_JUDGED], ["a"] * 5)
+    std = math.sqrt((0.8**2 + 0.2**2 - 3 * (1 / 3) ** 2) / 2)
+    expected = torch.tensor([0.8 - 1 / 3, 0.0, 0.2 - 1 / 3, -1 / 3, 0.0]) / (std + EPS)
+    expected[[1, 4]] = 0.0
+    torch.testing.assert_close(got, expected)
+    # the judged members get exactly what they would get without the not-judged ones beside them
+    torch.testing.assert_close(got[[0, 2, 3]], sequence_advantages([0.4, 0.1, G0], ["a"] * 3))
+
+
+def test_fewer_than_two_judged_members_give_the_group_zero():
+    # e.g. an incomplete group: early members not judged, one late member judged
+    assert torch.all(sequence_advantages([NOT_JUDGED, NOT_JUDGED, 0.4, NOT_JUDGED], ["a"] * 4) == 0)
+    assert torch.all(sequence_advantages([G0, NOT_JUDGED], ["a"] * 2) == 0)
+    # two judged members with spread are enough
+    got = sequence_advantages([G0, NOT_JUDGED, 0.4], ["a"] * 3)
+    assert got[2] > 0 > got[0] and got[1] == 0
+
+
 def test_singleton_groups():
     # verl's grpo gives a lone response mean 0 and std 1; a lone wrong answer has no spread -> 0
     got = sequence_advantages([1.0, 0.3, 0.0], ["correct", "judged", "unjudged"])
@@ -74,7 +109,7 @@ def test_singleton_groups():
 
 
 def test_negative_scale_applies_only_to_all_negative_groups():
-    rewards, uids = [0.4, 0.1, 0.1, 0.0, 1.0, 0.0], ["n"] * 4 + ["m"] * 2
+    rewards, uids = [0.4, 0.1, 0.1, G0, 1.0, 0.0], ["n"] * 4 + ["m"] * 2
     base = sequence_advantages(rewards, uids)
     scaled = sequence_advantages(rewards, uids, negative_scale=0.25)
     torch.testing.assert_close(scaled[:4], base[:4] * 0.25)
@@ -83,25 +118,31 @@ def test_negative_scale_applies_only_to_all_negative_groups():
 
 def test_all_incorrect_mode_grades_wrong_answers_in_mixed_groups():
     # x = [1, 0.4, 0.1, 0]: mean 0.375, deviations [0.625, 0.025, -0.275, -0.375], var 0.6075 / 3 = 0.2025
-    got = sequence_advantages([1.0, 0.4, 0.1, 0.0], ["a"] * 4, apply_to="all_incorrect")
+    got = sequence_advantages([1.0, 0.4, 0.1, G0], ["a"] * 4, apply_to="all_incorrect")
     expected = torch.tensor([0.625, 0.025, -0.275, -0.375]) / (0.45 + EPS)
     torch.testing.assert_close(got, expected)
+    # a wrong answer without a verdict has no graded value here: zero advantage, out of the statistics
+    with_failure = sequence_advantages([1.0, 0.4, 0.1, G0, NOT_JUDGED], ["a"] * 5, apply_to="all_incorrect")
+    torch.testing.assert_close(with_failure, torch.cat([expected, torch.zeros(1)]))
+    # ... while the paper's mode reads it as what it is, a wrong outcome
+    paper = sequence_advantages([1.0, 0.4, 0.1, G0, NOT_JUDGED], ["a"] * 5)
+    torch.testing.assert_close(paper[1:], paper[1:2].expand(4))
     # all-negative groups are treated the same in both modes
-    negative = [0.4, 0.1, 0.1, 0.0]
+    negative = [0.4, 0.1, 0.1, G0]
     torch.testing.assert_close(
         sequence_advantages(negative, ["b"] * 4, apply_to="all_incorrect"), sequence_advantages(negative, ["b"] * 4)
     )
 
 
 def test_mean_only_mode_drops_the_std_in_both_branches():
-    rewards = [1.0, 0.0, 0.2, 0.0] + [0.4, 0.1, 0.1, 0.0]
+    rewards = [1.0, 0.0, 0.2, 0.0] + [0.4, 0.1, 0.1, G0]
     got = sequence_advantages(rewards, ["m"] * 4 + ["n"] * 4, norm_adv_by_std_in_grpo=False, negative_scale=2.0)
     expected = torch.tensor([0.75, -0.25, -0.25, -0.25] + [1.0, -0.2, -0.2, -0.6])  # n: (v - 0.3) * 2
     torch.testing.assert_close(got, expected)
 
 
 def test_padding_and_interleaved_groups():
-    rewards = [0.4, 1.0, 0.0, 0.0, 0.1, 0.0]
+    rewards = [0.4, 1.0, G0, 0.0, 0.1, 0.0]
     uids = ["n", "m", "n", "m", "n", "m"]
     lengths = [3, 1, 5, 2, 4, 6]
     token_rewards, mask, index = outcome_batch(rewards, uids, lengths, width=8)
@@ -122,7 +163,10 @@ def test_encoded_rewards_round_trip_through_the_estimator():
     # the reward side's encoder and the estimator's decoder agree, including g = 1 (no error found)
     rewards = [encode_reward(False, g, 0.5) for g in (1.0, 0.5, 0.0)] + [encode_reward(False, None, 0.5)]
     got = sequence_advantages(rewards, ["a"] * 4)
-    assert got[0] > got[1] > got[2] == got[3]
+    assert got[0] > got[1] > got[2], "judged values keep their order, g = 0 included"
+    assert got[3] == 0, "a response that was not judged carries no signal"
+    # v = [1, 0.5, 0] among the judged: mean 0.5, std 0.5
+    torch.testing.assert_close(got[:3], torch.tensor([0.5, 0.0, -0.5]) / (0.5 + EPS), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +185,27 @@ def test_invalid_settings_name_the_key(settings, key):
     token_rewards, mask, index = outcome_batch([1.0, 0.0], ["a", "a"])
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         compute_sgpo_outcome_advantage(token_rewards, mask, index, config=algorithm(**settings))
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [0.7, 0.5, float(np.nextafter(np.float32(1.0), np.float32(0.0))), float("nan"), -1e-7],
+    ids=["inside [c, 1)", "exactly c", "just below 1 in float32", "nan", "just below 0"],
+)
+def test_rewards_at_and_beyond_the_band_edges_are_refused(foreign):
+    token_rewards, mask, index = outcome_batch([foreign, 0.0], ["a", "a"])
+    with pytest.raises(ValueError, match="not SGPO-encoded"):
+        compute_sgpo_outcome_advantage(token_rewards, mask, index, config=algorithm())
+
+
+def test_rewards_just_inside_the_band_edges_are_accepted():
+    below_band = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
+    smallest_judged = encode_reward(False, 0.0, 0.5)
+    token_rewards, mask, index = outcome_batch([below_band, smallest_judged, 1.0, 2.0], ["a", "a", "b", "b"])
+    compute_sgpo_outcome_advantage(token_rewards, mask, index, config=algorithm())  # raises if refused
+    correct, judged, graded = decode_rewards(token_rewards.sum(-1), 0.5)
+    assert correct.tolist() == [False, False, True, True] and judged.tolist() == [True, True, False, False]
+    assert graded[0] < 1 and 0 < graded[1] < 1e-5
 
 
 def test_rewards_outside_the_encoding_are_refused():

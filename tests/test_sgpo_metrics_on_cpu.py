@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from recipe.sgpo.config import SGPOConfig
-from recipe.sgpo.metrics import sgpo_step_metrics
+from recipe.sgpo.metrics import all_negative_advantage_metrics, sgpo_step_metrics
+from reward.encoding import encode_reward
 
 
-def info(judged_g=None, called=False, failure=None, state="not_scheduled", latency=0.0):
+def info(judged_g=None, called=False, failure=None, state="not_scheduled", latency=0.0, grade_timeout=0,
+         malformed=0):
     return {
         "judge_called": int(called),
         "judged": int(judged_g is not None),
@@ -21,8 +23,8 @@ def info(judged_g=None, called=False, failure=None, state="not_scheduled", laten
         "graded_value": judged_g,
         "judge_latency_s": latency,
         "group_state": state,
-        "grade_timeout": 0,
-        "malformed_row": 0,
+        "grade_timeout": grade_timeout,
+        "malformed_row": malformed,
     }
 
 
@@ -42,8 +44,11 @@ def test_metrics_of_a_hand_built_step():
     assert metrics["sgpo/groups/all_positive_share"] == pytest.approx(0.25)
     assert metrics["sgpo/all_negative/usable_signal_share"] == pytest.approx(0.5)  # "graded" yes, "flat" no
     assert metrics["sgpo/all_negative/graded_value/mean"] == pytest.approx(0.4)
-    # v = r / c: "graded" [0.8, 0.2, 0.2, 0] has std sqrt(0.12); "flat" 0
-    assert metrics["sgpo/all_negative/graded_value/group_std_mean"] == pytest.approx(math.sqrt(0.12) / 2, rel=1e-5)
+    # v = r / c of the judged members: "graded" [0.8, 0.2, 0.2] (its timed-out member is left out) has
+    # std sqrt(0.12); "flat" has no judged member and is not averaged in
+    assert metrics["sgpo/all_negative/graded_value/group_std_mean"] == pytest.approx(math.sqrt(0.12), rel=1e-5)
+    assert metrics["sgpo/all_negative/judged_share"] == pytest.approx(3 / 8)
+    assert metrics["sgpo/all_negative/not_judged_responses"] == 5
     assert metrics["sgpo/judge/called"] == 5
     assert metrics["sgpo/judge/judged"] == 3
     assert metrics["sgpo/judge/failures"] == 2
@@ -61,3 +66,37 @@ def test_binary_rewards_give_no_usable_signal():
     assert metrics["sgpo/groups/all_negative_share"] == pytest.approx(0.5)
     assert metrics["sgpo/all_negative/usable_signal_share"] == 0.0
     assert metrics["sgpo/judge/called"] == 0
+
+
+def test_usable_signal_needs_min_spread_and_two_judged_members():
+    g = lambda value: encode_reward(False, value, 0.5)  # noqa: E731
+    uids = ["tiny"] * 3 + ["lone"] * 3 + ["real"] * 2
+    # "tiny": spread of v 1e-4 < min_spread 1e-3; "lone": one judged member; "real": v = [0.2, 0.8]
+    scores = torch.tensor([g(0.2), g(0.2 + 0.5e-4), g(0.2 - 0.5e-4)] + [g(0.9), 0.0, 0.0] + [g(0.2), g(0.8)])
+    metrics = sgpo_step_metrics(uids, scores, [{}] * 8, SGPOConfig())
+    assert metrics["sgpo/all_negative/usable_signal_share"] == pytest.approx(1 / 3)
+    assert metrics["sgpo/all_negative/judged_share"] == pytest.approx(6 / 8)
+    loose = sgpo_step_metrics(uids, scores, [{}] * 8, SGPOConfig(min_spread=1e-5))
+    assert loose["sgpo/all_negative/usable_signal_share"] == pytest.approx(2 / 3)
+
+
+def test_grading_time_outs_and_malformed_rows_are_counted():
+    infos = [info(grade_timeout=1), info(grade_timeout=1), info(malformed=1), info()]
+    metrics = sgpo_step_metrics(["a"] * 4, torch.zeros(4), infos, SGPOConfig())
+    assert metrics["sgpo/grade/timeouts"] == 2
+    assert metrics["sgpo/rows/malformed"] == 1
+
+
+def test_advantage_metrics_count_what_all_negative_groups_received():
+    uids = ["n"] * 3 + ["m"] * 2
+    scores = torch.tensor([0.4, 0.1, 0.0, 1.0, 0.0])
+    advantages = torch.tensor([0.9, -0.9, 0.0, 0.7, -0.7])
+    metrics = all_negative_advantage_metrics(uids, scores, advantages)
+    assert metrics["sgpo/advantage/all_negative_responses"] == 3
+    assert metrics["sgpo/advantage/all_negative_nonzero_share"] == pytest.approx(2 / 3)
+    assert metrics["sgpo/advantage/all_negative_abs_mean"] == pytest.approx(0.6)
+    # advantages at float-noise level are not a signal
+    noise = all_negative_advantage_metrics(uids, scores, torch.tensor([1e-8, -1e-8, 0.0, 0.7, -0.7]))
+    assert noise["sgpo/advantage/all_negative_nonzero_share"] == 0.0
+    empty = all_negative_advantage_metrics(["m"] * 2, torch.tensor([1.0, 0.0]), torch.tensor([0.7, -0.7]))
+    assert empty["sgpo/advantage/all_negative_responses"] == 0.0

@@ -13,20 +13,23 @@ The fix. A step-wise judge reads each wrong response and finds its first incorre
 group now separates its members. Groups with at least one correct answer stay plain GRPO.
 
 The reward manager encodes both facts in one scalar per response (``reward/encoding.py``):
-``r = 1`` if correct, ``r = c · g`` if wrong and judged, ``r = 0`` if wrong and not judged, ``0 < c < 1``.
-Per group ``G`` (same ``uid``), with ``o_i = [r_i ≥ 1]`` and ``v_i = r_i / c``:
+``r = 1`` if correct, ``0 < r = c · g < c`` if wrong and judged, ``r = 0`` if wrong and **not judged**
+(judge failure or time-out, incomplete group, not sent to the judge), ``0 < c < 1``. Per group ``G``
+(same ``uid``), with ``o_i = [r_i ≥ 1]``, ``j_i = [0 < r_i < 1]`` (judged) and ``v_i = r_i / c``:
 
-    some o_i = 1 (mixed or all-correct):   x_i = o_i                 (apply_to=all_negative, the paper)
-                                           x_i = min(r_i, 1)         (apply_to=all_incorrect, ablation)
-                                           A_i = (x_i − mean_G x) / (std_G x + ε)
-    all o_i = 0 (all-negative):            A_i = λ · (v_i − mean_G v) / (std_G v + ε)   if std_G v ≥ s_min
-                                           A_i = 0                                      otherwise
+    some o_i = 1 (mixed or all-correct):   x_i = o_i,  P = G            (apply_to=all_negative, the paper)
+                                           x_i = r_i,  P = {o_i ∨ j_i}  (apply_to=all_incorrect, ablation)
+                                           A_i = (x_i − mean_P x) / (std_P x + ε)      for i ∈ P
+    all o_i = 0 (all-negative):            x_i = v_i,  P = {j_i}       (the judged members only)
+                                           A_i = λ · (v_i − mean_P v) / (std_P v + ε)  for i ∈ P,
+                                                 if |P| ≥ 2 and std_P v ≥ s_min
+    otherwise:                             A_i = 0
 
-``std`` is the unbiased group standard deviation (as in verl's ``grpo``); with
-``algorithm.norm_adv_by_std_in_grpo=false`` the division is dropped in both branches (Dr. GRPO).
-A group of one response follows verl's ``grpo`` (mean 0, std 1) when it is correct and gets 0 when it is
-wrong (one sample has no spread). ``s_min`` is ``algorithm.sgpo.min_spread``, ``λ`` is
-``algorithm.sgpo.negative_scale``. With binary rewards the result equals verl's ``grpo`` exactly.
+``P`` are the members that take part in their group's statistics. **A member outside ``P`` — a wrong
+response without a verdict wherever the graded value is the signal — gets zero advantage and does not
+enter its group's mean or std**, so a judge failure is never read as a low grade (a penalty) nor lifts
+its siblings. In the paper's mode every member of a mixed group takes part with its binary outcome (no
+graded value is used there, so nothing is missing).
 
 The advantage of a response is broadcast over its tokens (times ``response_mask``); returns equal
 advantages, as for every outcome-reward estimator in verl. The computation is vectorised over the
@@ -72,29 +75,30 @@ def compute_sgpo_outcome_advantage(
     divide_by_std = norm_adv_by_std(config)
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
-        correct, graded = decode_rewards(scores, settings.reward_band)
+        correct, judged, graded = decode_rewards(scores, settings.reward_band)
         group = group_ids(index, device=scores.device)
-        num_groups = int(group.max().item()) + 1 if group.numel() else 0
-        group_size = torch.bincount(group, minlength=num_groups).to(scores.dtype)
-        group_has_correct = torch.zeros(num_groups, dtype=scores.dtype, device=scores.device)
-        group_has_correct.index_add_(0, group, correct.to(scores.dtype))
-        in_mixed_group = group_has_correct[group] > 0
+        group_size = torch.bincount(group).to(scores.dtype)
+        correct_count = torch.zeros_like(group_size).index_add_(0, group, correct.to(scores.dtype))
+        in_mixed_group = correct_count[group] > 0
         singleton = group_size[group] == 1
 
-        # --- SGPO: the values each branch normalises --------------------------------------------
+        # --- SGPO: the values each branch normalises, and who takes part -------------------------
         if settings.apply_to == "all_negative":
-            mixed_values = correct.to(scores.dtype)  # binarised: plain GRPO
+            mixed_values, mixed_members = correct.to(scores.dtype), torch.ones_like(correct)  # plain GRPO
         else:
-            mixed_values = torch.where(correct, torch.ones_like(scores), scores)  # graded wrong answers too
-        values = torch.where(in_mixed_group, mixed_values, graded)  # graded = v = r / c when wrong
+            mixed_values, mixed_members = torch.where(correct, 1.0, scores), correct | judged  # graded too
+        values = torch.where(in_mixed_group, mixed_values, graded)  # graded = v = r / c when judged
+        members = torch.where(in_mixed_group, mixed_members, judged)  # not judged: left out, advantage 0
         # -------------------------------------------------------------------------------------------
 
-        mean, std = group_mean_std(values, group, group_size)
+        mean, std, count = group_mean_std(values, group, members)
         mean = torch.where(singleton, torch.zeros_like(mean), mean)  # verl's grpo: mean 0, std 1
         std = torch.where(singleton, torch.ones_like(std), std)
         advantages = values - mean
         if divide_by_std:
             advantages = advantages / (std + settings.epsilon)
+        compared = members & ((count >= 2) | singleton)
+        advantages = torch.where(compared, advantages, 0.0)
 
         # --- SGPO: all-negative groups — no signal from noise, optional scale λ --------------------
         usable_spread = ~singleton & (std >= settings.min_spread)
@@ -113,17 +117,28 @@ def group_ids(index: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def group_mean_std(
-    values: torch.Tensor, group: torch.Tensor, group_size: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample mean and unbiased standard deviation of ``values`` over each sample's group.
+    values: torch.Tensor, group: torch.Tensor, members: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample mean, unbiased standard deviation and size of each sample's group, over its ``members``.
 
-    Two passes (mean, then squared deviations) for the same numerics as ``torch.std``. A group of one
-    gets std 0 here; the caller decides what a singleton means.
+    Args:
+        values: ``(bs,)`` values to summarise.
+        group: ``(bs,)`` dense group ids (:func:`group_ids`).
+        members: ``(bs,)`` bool, the samples that take part (default: all); the others are ignored
+            in the statistics but still receive their group's (broadcast) mean, std and size.
+
+    Returns:
+        ``(mean, std, count)``, each ``(bs,)``: ``mean = Σ_P x / |P|``, ``std = sqrt(Σ_P (x − mean)² /
+        (|P| − 1))`` and ``count = |P|`` of the sample's group ``P``. Two passes (mean, then squared
+        deviations) for the same numerics as ``torch.std``. A group with fewer than two members gets
+        std 0 (and mean 0 when it has none); the caller decides what that means.
     """
-    num_groups = group_size.numel()
-    sums = torch.zeros(num_groups, dtype=values.dtype, device=values.device).index_add_(0, group, values)
-    mean = (sums / group_size)[group]
-    squared = (values - mean) ** 2
-    sq_sums = torch.zeros_like(sums).index_add_(0, group, squared)
-    variance = sq_sums / (group_size - 1).clamp(min=1)
-    return mean, variance.sqrt()[group]
+    weight = torch.ones_like(values) if members is None else members.to(values.dtype)
+    num_groups = int(group.max().item()) + 1 if group.numel() else 0
+    count = torch.zeros(num_groups, dtype=values.dtype, device=values.device).index_add_(0, group, weight)
+    sums = torch.zeros_like(count).index_add_(0, group, values * weight)
+    mean = (sums / count.clamp(min=1))[group]
+    squared = weight * (values - mean) ** 2
+    sq_sums = torch.zeros_like(count).index_add_(0, group, squared)
+    variance = sq_sums / (count - 1).clamp(min=1)
+    return mean, variance.sqrt()[group], count[group]

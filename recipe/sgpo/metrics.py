@@ -11,11 +11,18 @@ name                                            meaning (per training step)
 sgpo/accuracy                                   share of responses whose final answer is correct
 sgpo/groups/all_negative_share                  share of groups in which every response is wrong
 sgpo/groups/all_positive_share                  share of groups in which every response is correct
-sgpo/all_negative/usable_signal_share           share of all-negative groups whose graded values
-                                                spread by at least ``algorithm.sgpo.min_spread``
-                                                (the groups SGPO teaches from; GRPO: none)
+sgpo/all_negative/usable_signal_share           share of all-negative groups with at least two judged
+                                                responses whose graded values spread by at least
+                                                ``algorithm.sgpo.min_spread`` (the groups SGPO teaches
+                                                from; GRPO: none)
 sgpo/all_negative/graded_value/mean             mean ``g`` of the judged responses of those groups
-sgpo/all_negative/graded_value/group_std_mean   mean within-group std of ``v = r / c`` over them
+sgpo/all_negative/graded_value/group_std_mean   mean within-group std of ``v = r / c`` over the judged
+                                                members of all-negative groups with two or more judged
+sgpo/all_negative/judged_share                  share of the responses of all-negative groups that
+                                                carry a verdict; the others (judge failures, time-outs,
+                                                incomplete groups) get zero advantage and stay out of
+                                                their group's mean and std
+sgpo/all_negative/not_judged_responses          how many responses of all-negative groups have none
 sgpo/judge/called                               responses sent to the judge
 sgpo/judge/judged                               ... that came back with a usable verdict
 sgpo/judge/failures                             ... that failed (any reason)
@@ -63,15 +70,18 @@ def sgpo_step_metrics(
         settings: the estimator's settings (band and minimum spread).
     """
     scores = scores.detach().float().cpu()
-    correct, graded = decode_rewards(scores, settings.reward_band)
+    correct, judged, graded = decode_rewards(scores, settings.reward_band)
     group = group_ids(np.asarray(uids, dtype=object), device=scores.device)
     size = torch.bincount(group).to(scores.dtype)
     correct_count = torch.zeros_like(size).index_add_(0, group, correct.to(scores.dtype))
     all_negative = correct_count == 0
     all_positive = correct_count == size
-    _, std = group_mean_std(graded, group, size)
-    group_std = torch.zeros_like(size).index_add_(0, group, std) / size  # std is per sample; undo the broadcast
-    usable = all_negative & (size >= 2) & (group_std >= settings.min_spread)
+    # the estimator's own statistics: over the judged members of each group (reward/encoding.py)
+    _, std, judged_count = group_mean_std(graded, group, judged)
+    group_std, group_judged = _per_group(std, group, size), _per_group(judged_count, group, size)
+    comparable = all_negative & (group_judged >= 2)
+    usable = comparable & (group_std >= settings.min_spread)
+    negative_responses = size[all_negative].sum()
 
     infos = [info or {} for info in extra_infos]
     in_all_negative = all_negative[group].tolist()
@@ -88,8 +98,10 @@ def sgpo_step_metrics(
         "sgpo/all_negative/usable_signal_share": _share(usable.sum(), all_negative.sum()),
         "sgpo/all_negative/graded_value/mean": float(np.mean(judged_g)) if judged_g else 0.0,
         "sgpo/all_negative/graded_value/group_std_mean": (
-            group_std[all_negative & (size >= 2)].mean().item() if bool((all_negative & (size >= 2)).any()) else 0.0
+            group_std[comparable].mean().item() if bool(comparable.any()) else 0.0
         ),
+        "sgpo/all_negative/judged_share": _share(group_judged[all_negative].sum(), negative_responses),
+        "sgpo/all_negative/not_judged_responses": float(negative_responses - group_judged[all_negative].sum()),
         "sgpo/judge/called": _count(infos, "judge_called"),
         "sgpo/judge/judged": _count(infos, "judged"),
         "sgpo/judge/failures": _count(infos, "judge_failed"),
@@ -134,6 +146,11 @@ def all_negative_advantage_metrics(
         "sgpo/advantage/all_negative_abs_mean": negative.mean().item(),
         "sgpo/advantage/all_negative_responses": float(negative.numel()),
     }
+
+
+def _per_group(per_sample: torch.Tensor, group: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Undo the per-sample broadcast of a group statistic (every member holds the same value)."""
+    return torch.zeros_like(size).scatter_(0, group, per_sample)
 
 
 def _count(infos: Sequence[Mapping[str, Any]], key: str) -> float:

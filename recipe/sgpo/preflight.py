@@ -281,9 +281,21 @@ def _uses_sgpo_reward_manager(config: Any) -> bool:
 
 
 def _validate_reward_settings(config: Any) -> None:
+    from omegaconf import OmegaConf
+
     from reward.settings import RewardSettings
 
-    RewardSettings.from_trainer_config(config)
+    settings = RewardSettings.from_trainer_config(config)
+    apply_to = OmegaConf.select(config, "algorithm.sgpo.apply_to")
+    if str(config.algorithm.adv_estimator) == "sgpo" and apply_to == "all_incorrect" and settings.judge_scope != "all_wrong":
+        # The estimator gives a wrong response without a verdict zero advantage wherever graded values
+        # are the signal; with only all-negative groups judged, every wrong answer of a mixed group
+        # would be such a response and mixed groups would teach nothing.
+        raise ValueError(
+            "algorithm.sgpo.apply_to=all_incorrect grades the wrong answers of mixed groups, but "
+            f"reward.sgpo.judge_scope={settings.judge_scope} never sends them to the judge; "
+            "set reward.sgpo.judge_scope=all_wrong"
+        )
 
 
 def _resolve_trainer(config: Any) -> None:
