@@ -5,7 +5,11 @@ SGPO only needs the judge for *all-negative* groups (every response to a prompt 
 time (``run_single``), on one of several reward-worker actors picked at random, as each trajectory
 finishes generating. So the members of a group meet here, keyed by ``uid``:
 
-* every member reports its outcome (correct or not) once graded;
+* every member reports its outcome (correct or not) once graded, with its index in the group (verl
+  0.9.1's V1 agent loop passes it as ``session_id``, 0…n−1); the rendezvous counts **distinct members**,
+  so a trajectory that is retried and reported twice is counted once (its latest outcome stands; a
+  retry that turned correct settles the group as ``mixed``). Reports without a member index (verl's
+  legacy, non-V1 agent loop passes none) are each counted as a new member;
 * a correct member settles the group as ``mixed`` at once — waiting wrong members are released and are
   not judged;
 * a wrong member waits until all ``expected`` members have reported (then ``all_negative``) or until its
@@ -25,6 +29,8 @@ instance hosted by the named async actor :data:`RENDEZVOUS_ACTOR_NAME` (:func:`g
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +39,8 @@ from typing import Any
 ALL_NEGATIVE = "all_negative"
 MIXED = "mixed"
 INCOMPLETE = "incomplete"
+
+logger = logging.getLogger("sgpo.reward")
 
 #: Name of the Ray actor that hosts the shared rendezvous in a training job.
 RENDEZVOUS_ACTOR_NAME = "sgpo_group_rendezvous"
@@ -45,11 +53,11 @@ SETTLED_RETENTION_BOUNDS = 4
 @dataclass
 class _Group:
     expected: int
-    wrong: int = 0
-    correct: int = 0
+    outcomes: dict[Any, bool] = field(default_factory=dict)  # member -> correct, latest report wins
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     state: str | None = None
     last_seen: float = field(default_factory=time.monotonic)
+    size_mismatch_logged: bool = False
 
 
 class GroupRendezvous:
@@ -58,31 +66,42 @@ class GroupRendezvous:
     def __init__(self) -> None:
         self._groups: dict[str, _Group] = {}
         self._last_sweep = time.monotonic()
+        self._anonymous = itertools.count()  # member keys for reports without a member index
+        #: Running counts: ``duplicate_reports`` (a member reported again) and ``size_mismatches``.
+        self.stats: dict[str, int] = {"duplicate_reports": 0, "size_mismatches": 0}
 
-    async def report(self, uid: str, correct: bool, expected: int, wait_s: float) -> str:
+    async def report(self, uid: str, correct: bool, expected: int, wait_s: float, member: Any = None) -> str:
         """Record one member's outcome; wrong members wait for the group's verdict (at most ``wait_s``).
 
         Args:
             uid: the group id (verl's ``uid``, shared by the ``n`` responses to one prompt).
             correct: this member's outcome.
-            expected: the group size ``n`` (``actor_rollout_ref.rollout.n`` or the row's ``__rollout_n__``).
+            expected: the group size ``n`` (``actor_rollout_ref.rollout.n``). The first report of a
+                group fixes it; a later report that states another size is logged as a mismatch.
             wait_s: the longest a wrong member waits for its siblings, in seconds.
+            member: the member's index in its group (verl's ``session_id``); a member reported again
+                replaces its earlier outcome instead of counting twice. None: counted as a new member.
 
         Returns:
             ``mixed`` when some member was correct (always, for a correct member), ``all_negative`` when
-            all ``expected`` members reported and none was correct, ``incomplete`` when the wait ran out.
+            ``expected`` distinct members reported and none was correct, ``incomplete`` when the wait
+            ran out.
         """
         self._sweep(wait_s)
         group = self._groups.get(uid)
         if group is None:
             group = self._groups[uid] = _Group(expected=max(1, int(expected)))
+        elif int(expected) != group.expected:
+            self._log_size_mismatch(uid, group, int(expected))
         group.last_seen = time.monotonic()
+        key = ("anonymous", next(self._anonymous)) if member is None else ("member", str(member))
+        if key in group.outcomes:
+            self.stats["duplicate_reports"] += 1
+        group.outcomes[key] = bool(correct)
         if correct:
-            group.correct += 1
             self._settle(group, MIXED)
             return MIXED
-        group.wrong += 1
-        if group.state is None and group.wrong >= group.expected:
+        if group.state is None and len(group.outcomes) >= group.expected and not any(group.outcomes.values()):
             self._settle(group, ALL_NEGATIVE)
         if group.state is None:
             try:
@@ -97,6 +116,16 @@ class GroupRendezvous:
 
     def tracked_groups(self) -> int:
         return len(self._groups)
+
+    def _log_size_mismatch(self, uid: str, group: _Group, stated: int) -> None:
+        self.stats["size_mismatches"] += 1
+        if not group.size_mismatch_logged:
+            group.size_mismatch_logged = True
+            logger.warning(
+                "sgpo rendezvous: group %s was opened with size %d but a member reports size %d; "
+                "keeping %d (every reward worker must see the same actor_rollout_ref.rollout.n)",
+                uid, group.expected, stated, group.expected,
+            )
 
     @staticmethod
     def _settle(group: _Group, state: str) -> None:
@@ -122,11 +151,12 @@ class GroupRendezvousActor:
     def __init__(self) -> None:
         self._rendezvous = GroupRendezvous()
 
-    async def report(self, uid: str, correct: bool, expected: int, wait_s: float) -> str:
-        return await self._rendezvous.report(uid, correct, expected, wait_s)
+    async def report(self, uid: str, correct: bool, expected: int, wait_s: float, member: Any = None) -> str:
+        return await self._rendezvous.report(uid, correct, expected, wait_s, member)
 
     async def stats(self) -> dict[str, int]:
-        return {"pending": self._rendezvous.pending_groups(), "tracked": self._rendezvous.tracked_groups()}
+        return {"pending": self._rendezvous.pending_groups(), "tracked": self._rendezvous.tracked_groups(),
+                **self._rendezvous.stats}
 
 
 #: Concurrent ``report`` calls the actor serves; every waiting member holds one slot while it waits.
@@ -147,8 +177,10 @@ def get_group_rendezvous() -> Any:
     return actor_class.options(name=RENDEZVOUS_ACTOR_NAME, get_if_exists=True).remote()
 
 
-async def report_outcome(rendezvous: Any, uid: str, correct: bool, expected: int, wait_s: float) -> str:
+async def report_outcome(
+    rendezvous: Any, uid: str, correct: bool, expected: int, wait_s: float, member: Any = None
+) -> str:
     """Await ``report`` on either a local :class:`GroupRendezvous` or the Ray actor handle."""
     if isinstance(rendezvous, GroupRendezvous):
-        return await rendezvous.report(uid, correct, expected, wait_s)
-    return await rendezvous.report.remote(uid, correct, expected, wait_s)
+        return await rendezvous.report(uid, correct, expected, wait_s, member)
+    return await rendezvous.report.remote(uid, correct, expected, wait_s, member)

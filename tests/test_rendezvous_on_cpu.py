@@ -70,3 +70,58 @@ def test_groups_are_independent_and_forgotten_after_retention():
     tracked_before, tracked_after = run(scenario())
     assert tracked_before == 2
     assert tracked_after == 1  # only "c" is left
+
+
+def test_a_member_reported_twice_is_counted_once():
+    # A retried wrong member (same session_id) reported twice must not settle a group of four as
+    # all-negative before its correct member arrives.
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        waiting = [
+            asyncio.create_task(rendezvous.report("g", False, expected=4, wait_s=30, member=m)) for m in (0, 1, 1, 2)
+        ]
+        await asyncio.sleep(0.05)
+        premature = [task for task in waiting if task.done()]
+        correct_state = await rendezvous.report("g", True, expected=4, wait_s=30, member=3)
+        return premature, correct_state, await asyncio.gather(*waiting), rendezvous.stats
+
+    premature, correct_state, states, stats = run(scenario())
+    assert premature == [], "the group settled before its fourth distinct member reported"
+    assert correct_state == MIXED and states == [MIXED] * 4
+    assert stats["duplicate_reports"] == 1
+
+
+def test_four_distinct_members_settle_all_negative_even_with_a_duplicate():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        tasks = [asyncio.create_task(rendezvous.report("g", False, expected=4, wait_s=30, member=m))
+                 for m in (0, 0, 1, 2, 3)]
+        return await asyncio.gather(*tasks)
+
+    assert run(scenario()) == [ALL_NEGATIVE] * 5
+
+
+def test_a_retry_that_turned_correct_settles_the_group_mixed():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        first = asyncio.create_task(rendezvous.report("g", False, expected=2, wait_s=30, member=0))
+        await asyncio.sleep(0.05)
+        retried = await rendezvous.report("g", True, expected=2, wait_s=30, member=0)
+        return await first, retried
+
+    assert run(scenario()) == (MIXED, MIXED)
+
+
+def test_a_size_mismatch_is_logged_and_the_first_size_kept(caplog):
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        first = asyncio.create_task(rendezvous.report("g", False, expected=2, wait_s=30, member=0))
+        await asyncio.sleep(0.05)
+        second = await rendezvous.report("g", False, expected=8, wait_s=30, member=1)
+        return await first, second, rendezvous.stats
+
+    with caplog.at_level("WARNING", logger="sgpo.reward"):
+        first, second, stats = run(scenario())
+    assert (first, second) == (ALL_NEGATIVE, ALL_NEGATIVE)  # size 2 kept: two members complete it
+    assert stats["size_mismatches"] == 1
+    assert any("opened with size 2" in r.getMessage() and "size 8" in r.getMessage() for r in caplog.records)
