@@ -16,14 +16,35 @@ import sys
 from pathlib import Path
 
 from data_prep.arith import ArithConfig
-from data_prep.pipeline import CONTAMINATION_REPORT, DEFAULT_OUTPUT_DIR, PrepareOptions, SourceSchemaError, prepare
+from data_prep.pipeline import (
+    CONTAMINATION_REPORT,
+    DEFAULT_OUTPUT_DIR,
+    EmptyOutputError,
+    PrepareOptions,
+    SourceSchemaError,
+    prepare,
+)
 from data_prep.registry import GROUPS, REGISTRY
 from data_prep.schema import BadRowError
+from data_prep.source_files import SourceFileError
 from data_prep.sources import SourceUnavailableError
+from data_prep.staged_output import OutputWriteError
 from data_prep.templates import DEFAULT_TEMPLATE, TEMPLATES, get_template, hydra_override
 
-#: Exit status for bad input (bad row, unreadable source, bad option); the message says what to fix.
+#: Exit status for bad input (bad row, broken or unreadable source, a split left empty, bad option) and for
+#: output that cannot be written; the message says what to fix, and nothing was written.
 EXIT_BAD_INPUT = 2
+
+#: The errors ``write`` reports as a message (no traceback) with :data:`EXIT_BAD_INPUT`.
+REPORTED_ERRORS = (
+    BadRowError,
+    SourceFileError,
+    SourceUnavailableError,
+    SourceSchemaError,
+    EmptyOutputError,
+    OutputWriteError,
+    ValueError,
+)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -170,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             _write(args)
-        except (BadRowError, SourceUnavailableError, SourceSchemaError, ValueError) as error:
+        except REPORTED_ERRORS as error:
             hint = "" if not isinstance(error, BadRowError) else "\n(pass --drop-bad-rows to drop and count such rows)"
             print(f"error: {error}{hint}\nnothing was written.", file=sys.stderr)
             return EXIT_BAD_INPUT

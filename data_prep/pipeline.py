@@ -1,9 +1,13 @@
 """The preparation pipeline: read → map fields and normalise answers → validate → de-duplicate →
 contamination check → apply the prompt template → write parquet and a manifest.
 
-Nothing is written until every chosen dataset has been read and checked, so a bad row or an unreachable
-source stops the run with no partial output. Each file is written to a temporary name and renamed when
-complete. Output layout (``output_dir`` defaults to ``data/`` in the repository)::
+Nothing is written until every chosen dataset has been read and checked, so a bad row, a broken local file
+(``data_prep/source_files.py``) or an unreachable source stops the run with no partial output. A split left
+with no rows (every row dropped under ``--drop-bad-rows``, excluded or removed) stops the run too
+(:class:`EmptyOutputError`): a 0-row file is never written. Writing is all or nothing
+(``data_prep/staged_output.py``): every file of the run is staged, then all are moved into place; a write
+failure (:class:`OutputWriteError`) leaves the output root as it was, with no temporary file. Output layout
+(``output_dir`` defaults to ``data/`` in the repository)::
 
     data/<name>/<split>.parquet          the rows (data_prep/schema.py)
     data/<name>/<split>.manifest.json    counts, template, source provenance, sha256 of the parquet
@@ -16,9 +20,8 @@ order; fixed parquet settings).
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,18 @@ from data_prep.answers import ANSWER_RULES, AnswerError
 from data_prep.checks import MAX_REPORTED_EXAMPLES, DedupResult, Overlap, deduplicate, find_overlaps
 from data_prep.registry import REGISTRY, DatasetSpec, resolve_names
 from data_prep.schema import ROW_SCHEMA, BadRowError, Record, build_row, check_record
-from data_prep.sources import SourceLocation, SourceUnavailableError, load_split, locate, provenance, sha256_of
+from data_prep.source_files import check_source_files
+from data_prep.staged_output import OutputWriteError, StagedOutput
+from data_prep.sources import (
+    SourceLocation,
+    SourceUnavailableError,
+    input_file_hashes,
+    load_split,
+    local_data_files,
+    locate,
+    provenance,
+    sha256_of,
+)
 from data_prep.templates import DEFAULT_TEMPLATE, PromptTemplate, get_template
 
 #: Default output root: ``data/`` at the repository root (git-ignored).
@@ -199,8 +213,15 @@ def convert_source_split(
     spec: DatasetSpec, location: SourceLocation, source_split: str, split: str, options: PrepareOptions
 ) -> SplitResult:
     """Read one split of a hub/local dataset and turn it into checked, de-duplicated records."""
+    check_source_files(spec.name, local_data_files(location), spec.source_columns, hf_id=spec.hf_id)
+    input_hashes = input_file_hashes(location)
     dataset = load_split(
-        location, source_split, name=spec.name, cache_dir=options.cache_dir, show_progress=options.show_progress
+        location,
+        source_split,
+        name=spec.name,
+        cache_dir=options.cache_dir,
+        show_progress=options.show_progress,
+        input_hashes=input_hashes,
     )
     _check_columns(spec, dataset, location)
     dataset = dataset.select_columns(list(spec.source_columns))
@@ -235,7 +256,8 @@ def convert_source_split(
         "bad_rows_dropped": dict(sorted(dropped.items())),
         **_dedup_counts(deduped),
     }
-    result = SplitResult(spec, split, deduped.kept, provenance(location), counts, dropped_examples, deduped.examples)
+    source = provenance(location, input_hashes)
+    result = SplitResult(spec, split, deduped.kept, source, counts, dropped_examples, deduped.examples)
     result.source["split"] = source_split
     return result
 
@@ -365,24 +387,18 @@ def rows_for(result: SplitResult, template: PromptTemplate) -> list[dict[str, An
 
 
 def write_parquet(rows: list[dict[str, Any]], path: Path, *, desc: str, show_progress: bool) -> None:
-    """Write ``rows`` with :data:`ROW_SCHEMA` to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Write ``rows`` with :data:`ROW_SCHEMA` to ``path`` (a staged path: see :func:`write_results`)."""
     with tqdm(total=len(rows), desc=desc, unit="row", disable=not show_progress) as bar:
-        with pq.ParquetWriter(temporary, ROW_SCHEMA, compression="snappy") as writer:
+        with pq.ParquetWriter(path, ROW_SCHEMA, compression="snappy") as writer:
             for start in range(0, len(rows), WRITE_CHUNK_ROWS):
                 chunk = rows[start : start + WRITE_CHUNK_ROWS]
                 writer.write_table(pa.Table.from_pylist(chunk, schema=ROW_SCHEMA))
                 bar.update(len(chunk))
-    os.replace(temporary, path)
 
 
 def write_json(payload: Any, path: Path) -> None:
-    """Write ``payload`` as stable, human-readable JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
+    """Write ``payload`` as stable, human-readable JSON (a staged path: see :func:`write_results`)."""
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def _manifest(result: SplitResult, template: PromptTemplate, parquet: Path, options: PrepareOptions) -> dict[str, Any]:
@@ -418,21 +434,86 @@ def _manifest(result: SplitResult, template: PromptTemplate, parquet: Path, opti
     }
 
 
-def write_results(results: list[SplitResult], options: PrepareOptions) -> list[WrittenFile]:
-    template = get_template(options.template)
-    written = []
+class EmptyOutputError(ValueError):
+    """A split has no row left to write (all dropped, excluded or removed); the message gives the counts,
+    the first dropped rows and the fix."""
+
+
+def refuse_empty_splits(results: list[SplitResult]) -> None:
+    """Raise :class:`EmptyOutputError` for the first split with no rows: a 0-row file is never written."""
     for result in results:
-        directory = Path(options.output_dir) / result.spec.name
-        parquet = directory / f"{result.split}.parquet"
-        manifest = directory / f"{result.split}.manifest.json"
-        rows = rows_for(result, template)
-        write_parquet(
-            rows, parquet, desc=f"{result.spec.name}/{result.split}: writing", show_progress=options.show_progress
-        )
-        payload = _manifest(result, template, parquet, options)
-        write_json(payload, manifest)
-        written.append(WrittenFile(result.spec.name, result.split, len(rows), parquet, manifest, payload["sha256"]))
+        if not result.records:
+            raise EmptyOutputError(_empty_split_message(result))
+
+
+def _empty_split_message(result: SplitResult) -> str:
+    counts = result.counts
+    read = counts.get("rows_read", counts.get("generated", 0))
+    dropped = sum(counts["bad_rows_dropped"].values())
+    excluded = sum(counts["excluded_by_rule"].values())
+    examples = "; ".join(
+        f"source row {e['source_index']}: {e['field']}: {e['reason']}" for e in result.dropped_examples
+    )
+    source = result.source.get("path", result.source.get("origin"))
+    return (
+        f"dataset {result.spec.name!r} split {result.split!r} (read from {source}): no row is left to write - "
+        f"{read} rows read, {dropped} dropped as bad, {excluded} excluded by rule, "
+        f"{counts['duplicates_removed']} duplicates, {result.removed_as_contaminated} removed as contaminated"
+        f"{f' (dropped: {examples})' if examples else ''}\n"
+        f"Fix: correct those rows in the source file or point --source {result.spec.name}=<path> at the right "
+        "data; a file with no rows is never written."
+    )
+
+
+def write_results(
+    results: list[SplitResult], options: PrepareOptions, report: dict[str, Any] | None = None
+) -> list[WrittenFile]:
+    """Write every split (parquet + manifest) and the contamination report, all or nothing.
+
+    Every file is written to a staging folder first and moved into place only when all were written
+    (``data_prep/staged_output.py``); any failure raises :class:`OutputWriteError` and leaves the output
+    root as it was.
+    """
+    template = get_template(options.template)
+    output_dir = Path(options.output_dir)
+    written = []
+    run = ", ".join(dict.fromkeys(r.spec.name for r in results))
+    with StagedOutput(output_dir, run=run) as output:
+        for result in results:
+            written.append(_stage_split(result, template, options, output))
+        if report is not None:
+            target = output_dir / CONTAMINATION_REPORT
+            _write_staged(lambda path: write_json(report, path), output, target, owner=run)
+        output.commit()
     return written
+
+
+def _stage_split(
+    result: SplitResult, template: PromptTemplate, options: PrepareOptions, output: StagedOutput
+) -> WrittenFile:
+    name = result.spec.name
+    directory = Path(options.output_dir) / name
+    parquet, manifest = directory / f"{result.split}.parquet", directory / f"{result.split}.manifest.json"
+    rows = rows_for(result, template)
+    desc = f"{name}/{result.split}: writing"
+
+    def write_rows(path: Path) -> None:
+        write_parquet(rows, path, desc=desc, show_progress=options.show_progress)
+
+    staged_parquet = _write_staged(write_rows, output, parquet, owner=name)
+    payload = _manifest(result, template, staged_parquet, options)
+    _write_staged(lambda path: write_json(payload, path), output, manifest, owner=name)
+    return WrittenFile(name, result.split, len(rows), parquet, manifest, payload["sha256"])
+
+
+def _write_staged(write: Callable[[Path], None], output: StagedOutput, target: Path, *, owner: str) -> Path:
+    """Run ``write`` on the staged path of ``target``; an ``OSError`` becomes :class:`OutputWriteError`."""
+    staged = output.stage(target, owner=owner)
+    try:
+        write(staged)
+    except OSError as error:
+        raise OutputWriteError(owner, target, error) from None
+    return staged
 
 
 @dataclass(frozen=True)
@@ -452,7 +533,7 @@ class PrepareResult:
 def prepare(names: list[str] | tuple[str, ...], options: PrepareOptions | None = None) -> PrepareResult:
     """Prepare the named datasets (or groups: ``benchmarks``, ``train``, ``all``) and write them.
 
-    Every dataset is read and checked before anything is written.
+    Every dataset is read and checked before anything is written, and the writing is all or nothing.
     """
     options = options or PrepareOptions()
     specs = resolve_names(names)
@@ -460,7 +541,6 @@ def prepare(names: list[str] | tuple[str, ...], options: PrepareOptions | None =
         raise ValueError("no dataset named; give dataset names or a group (benchmarks, train, all)")
     results = [result for spec in specs for result in convert(spec, options)]
     report = check_contamination(results, options)
-    written = write_results(results, options)
-    if report is not None:
-        write_json(report, Path(options.output_dir) / CONTAMINATION_REPORT)
+    refuse_empty_splits(results)
+    written = write_results(results, options, report)
     return PrepareResult(written, report)

@@ -2,7 +2,7 @@
 
 Adding a benchmark is one entry: its Hugging Face id, the split to read, which columns hold the problem,
 answer, solution and id, and the answer rule (``data_prep/answers.py``). Field facts come from the
-sources' own schemas (SGPO.md §4); the committed fixtures under ``tests/fixtures/data_prep/`` hold a few
+sources' own schemas on the hub; the committed fixtures under ``tests/fixtures/data_prep/`` hold a few
 rows of each in that schema and the tests convert every entry from them.
 
 Row counts in :attr:`DatasetSpec.expected_rows` are the sizes published for each source (before our

@@ -13,6 +13,12 @@ Local copies are in the hub's own formats (parquet, json, jsonl), laid out as on
 
 A dataset with no local copy is read from the hub (``datasets`` shows download progress bars). When the
 hub is unreachable the error names the dataset and the command that fetches it.
+
+Local files are hashed (sha256) once, before they are read; those hashes are what the manifest records, and
+they also name the ``datasets`` cache the files are read through (``<cache>/data_prep_local/<digest>/``).
+``datasets`` itself recognises a local file only by path and modification time, so an edit that keeps the
+size and restores the mtime would otherwise be served from its stale cache while the manifest recorded
+the new file's hash.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ HF_DOWNLOAD_METADATA_DIR = Path(".cache") / "huggingface" / "download"
 
 #: Bytes read at a time when hashing input files.
 HASH_CHUNK_BYTES = 1 << 20
+
+#: Folder, under the ``datasets`` cache, of the caches of local sources (one per content digest).
+LOCAL_CACHE_FOLDER = "data_prep_local"
 
 
 class SourceUnavailableError(RuntimeError):
@@ -87,14 +96,27 @@ def locate(
 
 
 def load_split(
-    location: SourceLocation, split: str, *, name: str, cache_dir: str | None = None, show_progress: bool = True
+    location: SourceLocation,
+    split: str,
+    *,
+    name: str,
+    cache_dir: str | None = None,
+    show_progress: bool = True,
+    input_hashes: dict[str, str] | None = None,
 ) -> Any:
     """Load one split as a ``datasets.Dataset`` (memory-mapped Arrow, not Python objects).
 
     ``show_progress=False`` silences ``datasets``' own download/preparation bars for this call.
+    ``input_hashes`` (from :func:`input_file_hashes`) are required for a local source: they choose the cache
+    it is read through (see the module docstring).
     """
     import datasets
 
+    if location.origin != "hub":
+        if input_hashes is None:
+            raise ValueError(f"load_split({location.path}): a local source needs its input_hashes")
+        base = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
+        cache_dir = str(base / LOCAL_CACHE_FOLDER / content_digest(input_hashes))
     bars_were_enabled = not datasets.utils.are_progress_bars_disabled()
     if not show_progress:
         datasets.disable_progress_bars()
@@ -134,16 +156,40 @@ def _unavailable_message(location: SourceLocation, split: str, name: str, error:
     )
 
 
-def provenance(location: SourceLocation) -> dict[str, Any]:
-    """What the manifest records about the source: origin, path, revision when known, input hashes."""
+def local_data_files(location: SourceLocation) -> list[Path]:
+    """The data files of a local source, sorted (``[]`` for the hub); hidden folders such as ``.cache``
+    are not data."""
+    if location.origin == "hub":
+        return []
+    return _local_data_files(Path(location.path))
+
+
+def input_file_hashes(location: SourceLocation) -> dict[str, str]:
+    """sha256 (hex) of each local data file, keyed by its path relative to the source (``{}`` for the hub)."""
+    root = Path(location.path) if location.origin == "local_dir" else Path(location.path).parent
+    return {str(f.relative_to(root)): sha256_of(f) for f in local_data_files(location)}
+
+
+def content_digest(input_hashes: dict[str, str]) -> str:
+    """One sha256 (hex) over the sorted ``(relative path, file sha256)`` pairs: the identity of a local source."""
+    digest = hashlib.sha256()
+    for relative, file_hash in sorted(input_hashes.items()):
+        digest.update(f"{relative}\0{file_hash}\n".encode())
+    return digest.hexdigest()
+
+
+def provenance(location: SourceLocation, input_hashes: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the manifest records about the source: origin, path, revision when known, input hashes.
+
+    ``input_hashes`` are those the files were read under (:func:`input_file_hashes`, computed now if not
+    given).
+    """
     record: dict[str, Any] = {"origin": location.origin, "path": location.path, "config": location.config}
     if location.origin == "hub":
         record["revision"] = location.revision or _hub_revision(location.path)
         return record
-    files = _local_data_files(Path(location.path))
     record["revision"] = _snapshot_revision(Path(location.path)) if location.origin == "local_dir" else None
-    root = Path(location.path) if location.origin == "local_dir" else Path(location.path).parent
-    record["files_sha256"] = {str(f.relative_to(root)): sha256_of(f) for f in files}
+    record["files_sha256"] = input_hashes if input_hashes is not None else input_file_hashes(location)
     return record
 
 

@@ -12,6 +12,7 @@ as `hf download --local-dir` lays out the hub datasets, and are read with the sa
 from __future__ import annotations
 
 import json
+import os
 import operator
 import re
 import shutil
@@ -685,3 +686,129 @@ def test_cli_lists_writes_and_prints_paths(tmp_path):
 
     override = run_cli("chat-template", "none", "--hydra-override")
     assert override.stdout.strip() == hydra_override(TEMPLATES["none"])
+
+
+# ------------------------------------------------------------------------------------------------
+# robustness: broken sources and failed writes stop the run with exit 2, a message that names the
+# dataset, the file, the row and the fix, and nothing written (the output folder is as it was)
+# ------------------------------------------------------------------------------------------------
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden ones too: staging folders, ``.tmp`` files) with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def cli_write(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_cli("write", *args, "--out", str(tmp / "data"), "--cache-dir", str(tmp / "cache"), "--quiet")
+
+
+def assert_refused(run: subprocess.CompletedProcess, out: Path, before: dict[str, bytes], *fragments: str) -> None:
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    for fragment in (*fragments, "Fix:", "nothing was written"):
+        assert fragment in run.stderr, f"{fragment!r} not in:\n{run.stderr}"
+    assert (tree_bytes(out) if out.exists() else {}) == before, "the output folder must be as it was"
+
+
+@pytest.mark.parametrize(
+    "answers, field, row",
+    [
+        (["1", ["2", "3"], 5], "'final_answer'", "row 2"),  # datasets reads "1" as 1 and blamed row 0
+        ([["1"], ["2", 3]], "'final_answer[]'", "row 2"),
+    ],
+)
+def test_a_mixed_type_json_column_is_refused_naming_its_row_and_field(tmp_path, answers, field, row):
+    source = copy_source(tmp_path, "math-ai/olympiadbench")
+    write_jsonl(source / "test.jsonl", [{"question": f"Q{i}", "final_answer": a} for i, a in enumerate(answers)])
+    run = cli_write(tmp_path, "olympiadbench", "--source", f"olympiadbench={source}")
+    assert_refused(run, tmp_path / "data", {}, "dataset 'olympiadbench'", f"{source / 'test.jsonl'}, {row}:", field)
+    assert "one JSON type in every row" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        (b'{"problem": "Q", "answer": "2", "id": "0"}\n\n{"problem": "Q\xff", "answer": "3", "id": "1"}\n',
+         ("row 2: line 3: byte", "not valid UTF-8", "re-encode the file as UTF-8")),
+        (b"", ("the file is empty", "hf download math-ai/aime25")),
+        (b'{"problem": "Q", "answer": "2", "id": "0"}\n{"problem": "Q2", "ans\n',
+         ("row 2: line 2 is not valid JSON", "repair the file")),
+        (b'[{"problem": "Q", "answer": "2", "id": "0"}, 7]', ("row 2: array item 2 is a number, not a row object",)),
+    ],
+    ids=["invalid-utf8", "empty", "corrupt-json", "json-array-non-object"],
+)
+def test_a_broken_local_json_file_is_refused_naming_dataset_file_row_and_fix(tmp_path, content, fragments):
+    source = copy_source(tmp_path, "math-ai/aime25")
+    (source / "test.jsonl").write_bytes(content)
+    run = cli_write(tmp_path, "aime25", "--source", f"aime25={source}")
+    assert_refused(run, tmp_path / "data", {}, f"dataset 'aime25', file {source / 'test.jsonl'}", *fragments)
+
+
+def test_a_truncated_or_non_utf8_parquet_file_is_refused_naming_the_file_and_row(tmp_path):
+    source = copy_source(tmp_path, "HuggingFaceH4/aime_2024")
+    shard = source / "data" / "train-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    truncated = cli_write(tmp_path, "aime24", "--source", f"aime24={source}")
+    assert_refused(truncated, tmp_path / "data", {}, f"dataset 'aime24', file {shard}:", "not a readable parquet")
+
+    # Parquet writers need not check UTF-8 (pyarrow does not): plant invalid bytes in the second row.
+    problems = [p.encode() for p in table.column("problem").to_pylist()]
+    problems[1] = b"Find \xff."
+    bad_text = pa.array(problems, pa.binary()).view(pa.string())
+    pq.write_table(table.set_column(table.schema.get_field_index("problem"), "problem", bad_text), shard)
+    invalid = cli_write(tmp_path, "aime24", "--source", f"aime24={source}")
+    assert_refused(invalid, tmp_path / "data", {}, f"dataset 'aime24', file {shard}, row 2:", "not valid UTF-8")
+
+
+def test_drop_bad_rows_that_drops_every_row_writes_nothing(tmp_path):
+    source = copy_source(tmp_path, "math-ai/aime25")
+    assert cli_write(tmp_path, "aime25", "--source", f"aime25={source}").returncode == 0
+    before = tree_bytes(tmp_path / "data")  # an earlier good run must survive untouched
+    write_jsonl(source / "test.jsonl", [{"problem": "", "answer": "2", "id": "0"}, {"problem": "Q", "answer": "x"}])
+    run = cli_write(tmp_path, "aime25", "--source", f"aime25={source}", "--drop-bad-rows")
+    assert_refused(
+        run, tmp_path / "data", before, f"dataset 'aime25' split 'test' (read from {source})",
+        "no row is left to write - 2 rows read, 2 dropped as bad",
+        "source row 0: problem: is empty; source row 1: answer: answer 'x' is not an integer",
+    )
+
+
+def test_a_write_failure_on_the_second_dataset_keeps_the_first_as_it_was_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "data"
+    assert cli_write(tmp_path, "math500", "--source-dir", str(FIXTURES)).returncode == 0
+    blocker = out / "aime25" / "test.parquet"
+    blocker.mkdir(parents=True)  # a real fault: a folder where aime25's file must go
+    before = tree_bytes(out)
+    # qwen_math changes math500's bytes, so a math500 left half-replaced would show.
+    run = cli_write(tmp_path, "math500", "aime25", "--source-dir", str(FIXTURES), "--template", "qwen_math")
+    assert_refused(run, out, before, "dataset 'aime25'", f"could not write {blocker}", "--out another folder")
+    assert sorted(p.name for p in out.iterdir()) == ["aime25", "math500"], "no staging folder left"
+
+
+def test_an_output_root_below_a_file_is_refused_with_the_fix(tmp_path):
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("not a folder")
+    run = run_cli(
+        "write", "aime25", "--source-dir", str(FIXTURES), "--out", str(in_the_way / "sub"), "--quiet",
+        "--cache-dir", str(tmp_path / "cache"),
+    )
+    assert_refused(run, tmp_path / "none", {}, "dataset 'aime25'", f"could not write {in_the_way / 'sub'}")
+    assert in_the_way.read_text() == "not a folder"
+
+
+def test_a_same_size_edit_with_its_mtime_restored_is_read_afresh(tmp_path):
+    source = copy_source(tmp_path, "math-ai/aime25")
+    data = source / "test.jsonl"
+    write_jsonl(data, [{"problem": "Find 1+1.", "answer": "2", "id": "0"}])
+    assert cli_write(tmp_path, "aime25", "--source", f"aime25={source}").returncode == 0
+    stat = data.stat()
+    write_jsonl(data, [{"problem": "Find 2+2.", "answer": "4", "id": "0"}])  # same size
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert data.stat().st_size == stat.st_size and data.stat().st_mtime_ns == stat.st_mtime_ns
+    assert cli_write(tmp_path, "aime25", "--source", f"aime25={source}").returncode == 0
+    written = tmp_path / "data" / "aime25" / "test.parquet"
+    (row,) = read_rows(written)
+    assert (row["extra_info"]["problem"], row["reward_model"]["ground_truth"]) == ("Find 2+2.", "4")
+    assert manifest_of(written)["source"]["files_sha256"] == {"test.jsonl": sha256_of(data)}
