@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from urllib.parse import quote
 
 from aiohttp import web
 
+from reward.judge.backends.http import ERROR_BODY_CHARS
 from reward.judge.cpu_server import free_port
 
 
@@ -31,6 +33,9 @@ class MisbehavingEndpoint:
         def reply(text):
             return web.json_response({"choices": [{"message": {"role": "assistant", "content": text}}]})
 
+        if mode.startswith("echo"):  # a server or proxy that echoes the request's headers back
+            return self.echo(mode, http_request)
+
         if mode == "slow":
             await asyncio.sleep(30)
             return reply("VERDICT: 1")
@@ -46,6 +51,9 @@ class MisbehavingEndpoint:
             return reply("I think the second step is wrong, but who knows.")
         if mode == "range":
             return reply("Step 42 is wrong.\nVERDICT: 42")
+        if mode == "undecodable":  # bytes that are not the UTF-8 the header declares
+            return web.Response(status=200, body=b"\xff\xfe{not utf-8", content_type="application/json",
+                                charset="utf-8")
         if mode == "drop":
             http_request.transport.close()
             return web.Response(status=200)
@@ -56,6 +64,29 @@ class MisbehavingEndpoint:
                 return web.Response(status=503, text="busy")
             return reply("VERDICT: 2")
         return reply("VERDICT: none")
+
+    @staticmethod
+    def echo(mode: str, http_request: web.Request) -> web.Response:
+        """Reply with the request headers (``Authorization: Bearer <key>``) quoted in the body, by ``mode``."""
+        authorization = http_request.headers.get("Authorization", "")
+        others = [f"{name}: {value}" for name, value in http_request.headers.items() if name != "Authorization"]
+        headers = "\n".join([f"Authorization: {authorization}", *others])  # the key first: inside any cut
+        if mode == "echo500":  # an error page that dumps the request
+            return web.Response(status=500, text=f"upstream failed for the request:\n{headers}")
+        if mode == "echogarbage":  # a 200 that is not JSON (a proxy's HTML page)
+            return web.Response(status=200, text=f"<html><pre>{headers}</pre></html>")
+        if mode == "echocut":  # the key straddles the cut of quoted error bodies
+            key = authorization.removeprefix("Bearer ")
+            return web.Response(status=400, text="x" * (ERROR_BODY_CHARS - len(key) // 2) + key)
+        if mode == "echoencoded":  # URL-encoded (a logged request line) and upper-cased (a shouting proxy)
+            return web.Response(status=400, text=f"GET /?auth={quote(authorization, safe='')} {authorization.upper()}")
+        if mode == "echoreply":  # a valid reply whose text spells the key in JSON \\u escapes
+            escaped = "".join(f"\\u{ord(char):04x}" for char in authorization)
+            body = '{"choices": [{"message": {"role": "assistant", "content": "I was sent ' + escaped + '"}}]}'
+            return web.Response(status=200, text=body, content_type="application/json")
+        if mode == "echoshape":  # valid JSON of the wrong shape, quoted by the backend
+            return web.json_response({"choices": f"headers {headers}"})
+        return web.Response(status=404, text=f"unknown echo mode {mode}")
 
     def _serve(self):
         asyncio.set_event_loop(self._loop)

@@ -2,21 +2,43 @@
 
 Rendering: :class:`PromptTemplate` fills ``reward/judge/prompts/step_judge_<version>.txt`` (format in
 ``prompts/README.md``) with the problem, the reference (solution and answer, the answer alone, or nothing)
-and the response as numbered ``<step number="k">`` blocks. Every inserted text is escaped so it cannot
-open or close one of the template's tags: the response is quoted data, and text in it that addresses the
-judge is not an instruction.
+and the response as numbered ``<step number="k">`` blocks. Every inserted text is escaped
+(:func:`escape_quoted`) so it cannot open or close one of the template's tags: the response is quoted
+data, and text in it that addresses the judge is not an instruction. Escaping also catches tags that only
+*look* like the template's: a ``<``-like character (``<``, fullwidth ``＜``, small ``﹤``, ``‹``, ``〈``, …),
+then any whitespace, ``/``-like characters and invisible characters (Unicode categories Cc, Cf, Mn, Me:
+zero-width spaces and joiners, soft hyphens, combining marks), then a name that equals a tag name once it
+is NFKD-normalised, stripped of invisible characters and case-folded (``＜/ｓｏｌｕｔｉｏｎ``,
+``</sol\u200bution``). Only the ``<``-like character is replaced (by ``&lt;``); the rest stays verbatim,
+and text that looks like no tag (``x < 3``) is not touched.
 
-Parsing (:func:`parse_verdict`): reasoning blocks (``<think>…</think>``) are removed first; then the last
+Parsing (:func:`parse_verdict`): the leading reasoning is removed (:func:`strip_reasoning`); then the last
 non-empty line must be ``VERDICT: <k>`` or ``VERDICT: none`` (case-insensitive; Markdown emphasis,
 a leading ``>``/``#`` and a trailing period are tolerated, as is ``step`` before the number). Anything else
-is a ``parse_error``; a number outside ``1..K`` is ``out_of_range``. Taking only the *final* line means a
-verdict that the judge quotes from the response (or writes mid-way and then revises) never counts.
+is a ``parse_error``; a number outside ``1..K`` (however many digits it has) is ``out_of_range``. Taking
+only the *final* line means a verdict that the judge quotes from the response (or writes mid-way and then
+revises) never counts.
+
+Reasoning rule: only reasoning at the *start* of the reply is reasoning.
+
+* The judge opened it: the reply starts (after whitespace) with ``<think>``; the block ends at the first
+  ``</think>`` after it. Blocks that follow one another at the start are all reasoning. A block that never
+  closes means the judge ran out of tokens: the whole reply is reasoning, and there is no verdict.
+* The chat template opened it: the reply does not start with ``<think>`` but contains ``</think>``; the
+  text up to the first ``</think>`` is reasoning (then judge-opened blocks right after it, as above).
+
+Everything after the leading reasoning is the answer, verbatim: a ``<think>`` or ``</think>`` quoted in it
+(from the response, say) is text and cannot cut off the verdict line after it. Tags are matched
+case-insensitively. Both functions are linear in the reply's length (1 MB, or 200 000 ``<think>`` tags,
+take milliseconds).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +47,75 @@ from reward.judge.failures import EMPTY_RESPONSE, OUT_OF_RANGE, PARSE_ERROR, Jud
 #: Folder of the versioned templates.
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
+#: Tags of the template that inserted text must not be able to open or close (``<step number="k">`` is
+#: written by :meth:`PromptTemplate.render`).
+TAG_NAMES = frozenset({"solution", "step", "problem", "reference_solution"})
+#: Characters read as ``<``: those whose NFKC form is ``<`` (``<``, U+FE64, U+FF1C) and the angle-bracket
+#: look-alikes ‹ (U+2039), 〈 (U+2329), 〈 (U+3008), ⟨ (U+27E8), ˂ (U+02C2), ᐸ (U+1438), ❬ (U+276C),
+#: ❮ (U+276E), ⧼ (U+29FC).
+LESS_THAN_LIKE = "<\ufe64\uff1c\u2039\u2329\u3008\u27e8\u02c2\u1438\u276c\u276e\u29fc"
+#: Characters read as ``/`` between ``<`` and a tag name: those whose NFKC form is ``/`` (``/``, U+FF0F)
+#: and the look-alikes ⁄ (U+2044), ∕ (U+2215), ⧸ (U+29F8), ╱ (U+2571), ⟋ (U+27CB).
+SLASH_LIKE = "/\uff0f\u2044\u2215\u29f8\u2571\u27cb"
+#: Unicode categories of characters that are invisible or attach to the one before: controls, format
+#: characters (zero-width space/joiners, soft hyphen, BOM, word joiner), nonspacing and enclosing marks.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Mn", "Me"})
+#: Longest tail of an unparsable final line, and longest head of an out-of-range number, quoted in a
+#: failure detail (characters).
+QUOTE_CHARS = 80
+
 _SECTION = re.compile(r"^=== (\w+) ===[ \t]*$", re.MULTILINE)
 _REQUIRED_SECTIONS = ("user", "reference_solution", "reference_answer_only", "no_reference")
 _PLACEHOLDER = re.compile(r"\{(problem|reference|steps|solution|answer)\}")
-# Tags of the template that inserted text must not be able to open or close.
-_TAG = re.compile(r"<(\s*/?\s*)(solution|step|problem|reference_solution)\b", re.IGNORECASE)
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN_HERE = re.compile(r"\s*<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _VERDICT_LINE = re.compile(
     r"^[\s>#*_`]*verdict[\s*_`]*[:：][\s*_`]*(?:step\s*)?(none|\d+)[\s*_`.]*$", re.IGNORECASE
 )
 
 
+def _character_class(categories: frozenset[str]) -> str:
+    """A regex character-class body (``\\Uxxxxxxxx-\\Uxxxxxxxx`` ranges) of every code point in ``categories``."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x110000):
+        if unicodedata.category(chr(code)) in categories:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\U{first:08x}-\\U{last:08x}" for first, last in ranges)
+
+
+@functools.cache
+def _tag_like() -> re.Pattern[str]:
+    # Built on first use (one pass over the Unicode database, ~0.2 s), not at import.
+    invisible = _character_class(INVISIBLE_CATEGORIES)
+    connectors = _character_class(frozenset({"Pc"}))  # _ and its look-alikes (fullwidth ＿, ﹍, …)
+    # The name starts with a visible word character, so ``between`` and ``name`` never compete for a
+    # character: a failed match costs one pass over the run after the ``<``, and the scan stays linear.
+    return re.compile(
+        f"[{re.escape(LESS_THAN_LIKE)}]"
+        f"(?P<between>[\\s{re.escape(SLASH_LIKE)}{invisible}]*)"
+        f"(?P<name>[\\w{connectors}][\\w{connectors}{invisible}]*)"
+    )
+
+
+def _folded_name(name: str) -> str:
+    """``name`` as compared with :data:`TAG_NAMES`: NFKD, invisible characters removed, case-folded."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    visible = "".join(char for char in decomposed if unicodedata.category(char) not in INVISIBLE_CATEGORIES)
+    return unicodedata.normalize("NFKC", visible).casefold()
+
+
 def escape_quoted(text: str) -> str:
-    """Neutralise the template's own tags inside inserted text (``<step`` → ``&lt;step``)."""
-    return _TAG.sub(lambda match: "&lt;" + match.group(1) + match.group(2), text)
+    """Neutralise the template's tags and their look-alikes inside inserted text (``<step`` → ``&lt;step``,
+    ``＜/solution`` → ``&lt;/solution``); see the module docstring for what counts as a tag."""
+    def neutralise(match: re.Match[str]) -> str:
+        if _folded_name(match.group("name")) in TAG_NAMES:
+            return "&lt;" + match.group("between") + match.group("name")
+        return match.group(0)
+
+    return _tag_like().sub(neutralise, text)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -99,23 +176,49 @@ class PromptTemplate:
                                               "steps": blocks})
 
 
+def _answer_start(output: str) -> int | None:
+    """Index where the answer starts after the leading reasoning, or None when the reasoning never closes."""
+    position = 0
+    if _THINK_OPEN_HERE.match(output) is None:
+        template_opened = _THINK_CLOSE.search(output)
+        if template_opened is not None:
+            position = template_opened.end()
+    while (opened := _THINK_OPEN_HERE.match(output, position)) is not None:
+        closed = _THINK_CLOSE.search(output, opened.end())
+        if closed is None:
+            return None
+        position = closed.end()
+    return position
+
+
 def strip_reasoning(output: str) -> str:
-    """Remove reasoning: ``<think>…</think>`` blocks; text up to a lone ``</think>`` (the chat template
-    opened the block); everything from an unclosed ``<think>`` on (the judge ran out of tokens)."""
-    text = _THINK_BLOCK.sub("", output)
-    lowered = text.lower()
-    close = lowered.rfind("</think>")
-    if close >= 0:
-        text = text[close + len("</think>"):]
-        lowered = text.lower()
-    opened = lowered.find("<think>")
-    if opened >= 0:
-        text = text[:opened]
-    return text
+    """The answer: ``output`` without its leading reasoning (the rule is in the module docstring); empty
+    when the reasoning never closes. Linear in ``len(output)``."""
+    start = _answer_start(output)
+    return "" if start is None else output[start:]
+
+
+def _step_number(digits: str, num_steps: int) -> int:
+    """The step named by ``digits`` (any Unicode decimal digits), checked against ``1..num_steps``.
+
+    Raises:
+        JudgeFailure: ``out_of_range``, also for numbers too long to convert (thousands of digits).
+    """
+    significant = "".join(str(unicodedata.digit(char)) for char in digits).lstrip("0")
+    if len(significant) > len(str(num_steps)):  # larger than num_steps without converting it
+        shown = significant
+        if len(shown) > QUOTE_CHARS:
+            shown = f"{significant[:QUOTE_CHARS]}… ({len(significant)} digits)"
+        raise JudgeFailure(OUT_OF_RANGE, f"step {shown} outside 1..{num_steps}")
+    step = int(significant or "0")
+    if not 1 <= step <= num_steps:
+        raise JudgeFailure(OUT_OF_RANGE, f"step {step} outside 1..{num_steps}")
+    return step
 
 
 def parse_verdict(output: str | None, num_steps: int) -> int | None:
     """The first incorrect step ``k`` (1-based) named by the judge's final line, or None for ``none``.
+    Linear in ``len(output)``.
 
     Raises:
         JudgeFailure: ``empty_response`` (no text), ``parse_error`` (no final verdict line),
@@ -123,17 +226,14 @@ def parse_verdict(output: str | None, num_steps: int) -> int | None:
     """
     if output is None or not output.strip():
         raise JudgeFailure(EMPTY_RESPONSE, "the judge returned no text")
-    answer = strip_reasoning(output)
-    lines = [line for line in answer.splitlines() if line.strip()]
-    if not lines:
+    answer = strip_reasoning(output).rstrip()
+    if not answer:
         raise JudgeFailure(PARSE_ERROR, "nothing after the reasoning block")
-    match = _VERDICT_LINE.match(lines[-1])
+    last_line = answer.splitlines()[-1]  # non-empty: the answer ends in a non-space character
+    match = _VERDICT_LINE.match(last_line)
     if match is None:
-        raise JudgeFailure(PARSE_ERROR, f"last line is not a verdict: {lines[-1][-80:]!r}")
-    value = match.group(1).lower()
-    if value == "none":
+        raise JudgeFailure(PARSE_ERROR, f"last line is not a verdict: {last_line[-QUOTE_CHARS:]!r}")
+    value = match.group(1)
+    if value.lower() == "none":
         return None
-    step = int(value)
-    if not 1 <= step <= num_steps:
-        raise JudgeFailure(OUT_OF_RANGE, f"step {step} outside 1..{num_steps}")
-    return step
+    return _step_number(value, num_steps)
