@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -109,6 +112,27 @@ def test_cli_lists_every_failure_and_exits_1(repo_root):
     # the band is read by both the estimator and the reward manager, so both checks name it
     assert "preflight FAILED (3 problem(s))" in result.stderr
     assert "algorithm.sgpo.reward_band" in result.stderr and "rollout.n=1" in result.stderr
+
+
+def yaml_header_commands(repo_root) -> list[str]:
+    """The commands the yaml's header tells a user to run (lines ``#   python -m ...``)."""
+    header = (repo_root / "recipe/sgpo/config/sgpo_trainer.yaml").read_text().split("\n\n", 1)[0]
+    return [line.lstrip("# ").strip() for line in header.splitlines() if line.lstrip("# ").startswith("python -m")]
+
+
+def test_the_commands_in_the_yaml_header_run_as_written(repo_root):
+    commands = yaml_header_commands(repo_root)
+    assert [c.split()[2] for c in commands] == ["recipe.sgpo.preflight", "verl.trainer.main_ppo"]
+    overrides = " ".join(shlex.quote(o) for o in RUNNABLE)
+    bin_dir = Path(sys.executable).parent
+    for command in commands:
+        # main_ppo with hydra's --cfg job composes and prints the config instead of training
+        line = command.replace("<overrides>", overrides) + (" --cfg job" if "main_ppo" in command else "")
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=repo_root, timeout=300,
+                                env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        assert result.returncode == 0, (line, result.stderr[-2000:])
+        if "main_ppo" in command:
+            assert "adv_estimator: sgpo" in result.stdout
 
 
 def test_cli_rejects_an_override_that_does_not_compose(repo_root):
