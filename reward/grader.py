@@ -1,18 +1,23 @@
 """The outcome grader: is a response's final answer equal to the reference answer?
 
 One grader for training, validation and evaluation, so every benchmark is scored the same way
-(``o`` in SGPO.md §2). For one response:
+(the outcome ``o`` of the reward). For one response:
 
 1. **Final answer.** The content of the last ``\\boxed{…}`` or ``\\fbox{…}`` (balanced braces,
    escaped ``\\{ \\}`` ignored), searched only in the part of the response that
    :attr:`GraderConfig.think_mode` selects (by default the text after ``</think>``). No box, an empty
    box, a box cut off by the end of the response or a box longer than the limit → no final answer →
    wrong. See :func:`extract_final_answer`.
-2. **Fast path, in-process.** Both answers are canonicalised conservatively (whitespace, ``$``,
+2. **Fast path, in-process.** A text wrapper around a whole answer, ``\\textbf{(A)}``, ``\\text{(1, 2)}``,
+   ``\\text{A}``, is removed on both sides (math-verify would read ``\\text{(1, 2)}`` as text, not as the
+   interval). Both answers are canonicalised conservatively (whitespace, ``$``,
    ``\\left``/``\\right``, ``\\dfrac``); identical strings are equal, two plain integers are compared as
-   integers. Verdicts already computed are served from an LRU cache.
+   integers. Verdicts already computed (and comparisons that timed out) are served from an LRU cache.
 3. **math-verify, in a worker process with a hard time bound.** Otherwise both answers are parsed as
-   ``\\boxed{…}`` LaTeX by math-verify and compared with its ``verify`` (gold first). math-verify can
+   ``\\boxed{…}`` LaTeX by math-verify and compared with its ``verify`` (gold first), except where
+   math-verify is known to mark wrong answers correct: number bases, unit exponents, and parses that lost
+   part of an answer or merged symbols differing only in case are decided by stricter rules
+   (``method`` ``base``, ``unit``, ``strict``; ``reward/grade_worker.py`` lists them). math-verify can
    hang on pathological LaTeX, and its own time-out uses ``signal.alarm``, which works only in a
    process's main thread — verl's reward workers call scorers from threads of an asyncio Ray actor.
    So comparisons run in a small pool of worker processes; a comparison that is not finished after
@@ -21,9 +26,13 @@ One grader for training, validation and evaluation, so every benchmark is scored
 
 Time bound: the comparison itself (from the moment a worker takes it to the verdict) never lasts
 longer than ``timeout_s`` plus the time to kill the worker and wake the waiting thread (milliseconds).
-A call may first wait for a free worker (``GradeResult.queue_s``, FIFO; on the first call and after a
-kill also for the worker to start): that wait is not charged to the bound, because a verdict must not
-turn wrong just because the machine is busy. So ``latency_s - queue_s <= timeout_s + overhead``.
+Before it, a call may wait for a free worker (``GradeResult.queue_s``, FIFO; on the first call and
+after a kill also for the worker to start), at most ``max_queue_s``: a call that has no running worker
+by then is given up, counts as wrong and is reported as a time-out (``method="queue_timeout"``,
+``timed_out=True``, not cached: the answer is not at fault). So
+``latency_s - queue_s <= timeout_s + overhead`` and ``latency_s <= max_queue_s + timeout_s + overhead``.
+A comparison that timed out is remembered (in the verdict cache) for its (answer, reference) pair, so a
+pathological answer repeated in a group or a later step costs one ``timeout_s``, not one each time.
 
 Worker pool lifecycle: worker processes start lazily, on the first comparison that needs math-verify
 (0.4–1 s each: a new interpreter importing math-verify; :meth:`OutcomeGrader.warm_up` starts them
@@ -51,8 +60,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -85,11 +94,16 @@ MAX_FAST_INTEGER_DIGITS = 100
 #: How many "bad reference answer" warnings are logged per process (then they are only counted).
 MAX_BAD_INPUT_WARNINGS = 10
 
+#: Text commands whose group around a whole answer is removed before comparing (``\\textbf{(A)}`` → ``(A)``).
+_TEXT_WRAPPER_COMMANDS = ("text", "textbf", "textrm", "textit", "textnormal", "mathrm", "mbox")
+
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _BRACE_TOKEN = re.compile(r"\\[\\{}]|[{}]")  # \\ \{ \} are not grouping braces; { } are
 _BRACELESS_ANSWER = re.compile(r"[^\s$]+")  # `\boxed 5$`: the answer runs to whitespace or `$`
 _INTEGER = re.compile(rf"-?\d{{1,{MAX_FAST_INTEGER_DIGITS}}}")
+_TEXT_WRAPPER = re.compile(r"\\(?:" + "|".join(_TEXT_WRAPPER_COMMANDS) + r")\s*(?=\{)")
+_CHOICE_LETTER = re.compile(r"[A-Za-z]")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -130,9 +144,21 @@ class GraderConfig:
             identical or both are plain integers. Only ``False`` for checking that this path agrees with
             math-verify (the tests do); it never changes a verdict, only the speed.
         cache_size: Verdicts kept in an in-process LRU cache keyed by (answer, reference); a group of
-            ``n`` responses often repeats the same wrong answer. Only finished comparisons are cached
-            (never time-outs or errors); concurrent calls with the same pair share one running
-            comparison. 0 disables both (every boxed answer not decided by the fast path is compared).
+            ``n`` responses often repeats the same wrong answer. Finished comparisons and comparisons
+            that ran past ``timeout_s`` are cached; a cached time-out is served at once as wrong with
+            ``timed_out=True`` (``method="cached_timeout"``), so metrics still count it as a time-out.
+            Errors and queue time-outs are never cached (the answer is not at fault). Memory: at most
+            ``cache_size`` entries of two strings each (answers are at most ``max_answer_chars`` plus
+            the reference's length). Concurrent calls with the same pair share one running
+            comparison. 0 disables all three (every boxed answer not decided by the fast path is compared).
+        max_queue_s: Longest wait, in seconds, for a free worker (including a worker's start) before
+            a call is given up: it then counts as wrong and is reported as a time-out
+            (``method="queue_timeout"``, ``timed_out=True``), so a call never takes longer than
+            ``max_queue_s + timeout_s``. Default 30 s: an ordinary comparison takes milliseconds (a
+            reward worker's share of a batch queues well under a second), so only answers that hang
+            fill the queue; 30 s lets six distinct hanging answers per worker time out at the default
+            ``timeout_s`` before an ordinary answer behind them is given up. Raise it with
+            ``num_workers=1``, a larger ``timeout_s`` or a heavily loaded node.
     """
 
     timeout_s: float = 5.0
@@ -141,12 +167,14 @@ class GraderConfig:
     think_mode: str = "auto"
     exact_match_first: bool = True
     cache_size: int = 10_000
+    max_queue_s: float = 30.0
 
     def __post_init__(self) -> None:
         require_number(self.timeout_s, f"{CONFIG_PREFIX}.timeout_s", minimum=0.0, exclusive=True)
         require_int(self.num_workers, f"{CONFIG_PREFIX}.num_workers", minimum=1)
         require_int(self.max_answer_chars, f"{CONFIG_PREFIX}.max_answer_chars", minimum=1)
         require_int(self.cache_size, f"{CONFIG_PREFIX}.cache_size", minimum=0)
+        require_number(self.max_queue_s, f"{CONFIG_PREFIX}.max_queue_s", minimum=0.0, exclusive=True)
         if not isinstance(self.exact_match_first, bool):
             raise ValueError(f"{CONFIG_PREFIX}.exact_match_first must be true or false, got {self.exact_match_first!r}")
         if self.think_mode not in THINK_MODES:
@@ -173,14 +201,19 @@ class GradeResult:
         correct: the final answer equals the reference (``o = 1``).
         extracted_answer: the final answer as found in the response (box content, stripped); None when
             the response has no usable final answer (then ``correct`` is False).
-        timed_out: the math-verify comparison ran past ``timeout_s`` and was killed (counts as wrong).
+        timed_out: no verdict within the time bound (counts as wrong): the comparison ran past
+            ``timeout_s`` and was killed (``timeout``), it did so earlier for the same pair
+            (``cached_timeout``), or no worker was free within ``max_queue_s`` (``queue_timeout``).
         method: how the verdict was reached: ``exact`` (fast path), ``cache``, ``math_verify``,
-            ``no_answer`` (no box, empty box, unclosed box or unfinished reasoning), ``too_long`` (box
-            longer than the limit), ``timeout``, ``error`` (bad reference answer, a crashed or
-            unstartable worker; counts as wrong).
+            ``strict`` / ``base`` / ``unit`` (in the worker, where math-verify is not trusted; see
+            ``reward/grade_worker.py``), ``no_answer`` (no box, empty box, unclosed box or unfinished
+            reasoning), ``too_long`` (box longer than the limit), ``timeout``, ``cached_timeout``,
+            ``queue_timeout``, ``error`` (bad reference answer, a crashed or unstartable worker; counts
+            as wrong).
         latency_s: wall-clock seconds from the call to the verdict, ``queue_s`` included.
         queue_s: seconds of ``latency_s`` spent waiting for a free worker (or for one to start); 0 when
-            no worker was needed. ``latency_s - queue_s <= timeout_s`` plus milliseconds.
+            no worker was needed. ``latency_s - queue_s <= timeout_s`` and
+            ``latency_s <= max_queue_s + timeout_s``, plus milliseconds.
     """
 
     correct: bool
@@ -321,6 +354,38 @@ def exact_verdict(answer: str, reference: str) -> bool | None:
     return None
 
 
+def unwrap_text_wrapper(answer: str) -> str:
+    """``\\textbf{(A)}`` → ``(A)``, ``\\text{(1, 2)}`` → ``(1, 2)``, ``\\text{A}`` → ``A``; else unchanged.
+
+    Only a text group (:data:`_TEXT_WRAPPER_COMMANDS`) that spans the whole answer and holds one letter
+    or one parenthesised or bracketed group is removed: math-verify reads ``\\text{(1, 2)}`` as text and
+    rejects the interval ``(1,2)``. Words stay wrapped, so ``\\text{east}`` is still compared as text,
+    never as the product of the symbols e, a, s, t.
+    """
+    match = _TEXT_WRAPPER.match(answer)
+    if match is None or _closing_brace(answer, match.end()) != len(answer) - 1:
+        return answer
+    content = answer[match.end() + 1 : -1].strip()
+    inner = unwrap_text_wrapper(content)  # `\\textbf{\\text{(C)}}`
+    enclosed = len(inner) >= 2 and inner[0] + inner[-1] in ("()", "[]")
+    if inner != content or enclosed or _CHOICE_LETTER.fullmatch(inner):
+        return inner
+    return answer
+
+
+def _closing_brace(text: str, opening: int) -> int | None:
+    """Index of the ``}`` that closes the ``{`` at ``opening`` (escaped braces do not count)."""
+    depth = 0
+    for token in _BRACE_TOKEN.finditer(text, opening):
+        if token.group(0) == "{":
+            depth += 1
+        elif token.group(0) == "}":
+            depth -= 1
+            if depth == 0:
+                return token.start()
+    return None
+
+
 def reference_answer(ground_truth: Any) -> str | None:
     """The reference answer as a string: numbers are converted, a boxed reference is unboxed.
 
@@ -358,9 +423,53 @@ _WORKER_BOOTSTRAP = (
 
 @dataclass(frozen=True)
 class _Outcome:
-    status: str  # "ok", "timeout", "error" or "died" (the worker process is gone)
+    status: str  # "ok", "timeout", "queue_timeout", "error" or "died" (the worker process is gone)
     correct: bool = False
     queue_s: float = 0.0
+    rule: str = "math_verify"  # with "ok": the worker's rule that decided (grade_worker.answers_equal)
+
+
+class _Request:
+    """One comparison, queued for or running in a pool thread; ``future`` receives its :class:`_Outcome`.
+
+    It is queued until a pool thread :meth:`start`\\ s it, or until a waiting caller :meth:`expire`\\ s it
+    after ``max_queue_s`` (then the outcome is ``queue_timeout`` and the pool thread skips it).
+    """
+
+    def __init__(self, answer: str, reference: str, timeout_s: float, max_queue_s: float) -> None:
+        self.answer, self.reference, self.timeout_s = answer, reference, timeout_s
+        self.submitted = time.monotonic()
+        self.queue_deadline = self.submitted + max_queue_s
+        self.future: Future = Future()
+        self.future.set_running_or_notify_cancel()  # no caller can cancel a comparison others share
+        self._lock = threading.Lock()
+        self._state = "queued"  # -> "running" (a pool thread took it) or "settled" (expired, dropped)
+
+    def queue_time_left(self) -> float:
+        return max(0.0, self.queue_deadline - time.monotonic())
+
+    def start(self) -> bool:
+        """Claim the request for a pool thread; False if it was already given up."""
+        with self._lock:
+            if self._state != "queued":
+                return False
+            self._state = "running"
+            return True
+
+    def expire(self) -> None:
+        """Give the request up as a queue time-out, unless a pool thread already took it."""
+        self._settle_if_queued("queue_timeout")
+
+    def drop(self) -> None:
+        """Give the request up as an error (the pool was closed before a thread took it)."""
+        self._settle_if_queued("error")
+
+    def _settle_if_queued(self, status: str) -> None:
+        with self._lock:
+            if self._state != "queued":
+                return
+            self._state = "settled"
+        self.future.set_result(_Outcome(status, queue_s=time.monotonic() - self.submitted))
 
 
 class _Worker:
@@ -377,6 +486,7 @@ class _Worker:
         self._replies = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
+        self.started_at = time.monotonic()
         self.ready = False
         self.busy = False  # a comparison is in flight (read by close() from another thread)
         self._request_ids = itertools.count()
@@ -400,7 +510,8 @@ class _Worker:
                 reply_id, status, value = self._replies.recv()
                 if reply_id == request_id:
                     if status == "ok":
-                        return _Outcome("ok", correct=bool(value))
+                        correct, rule = value
+                        return _Outcome("ok", correct=bool(correct), rule=rule)
                     logger.warning("[sgpo] grader: math-verify failed on an answer (%s); counted as wrong", value)
                     return _Outcome("error")
             return _Outcome("timeout")
@@ -438,6 +549,10 @@ class _Worker:
         self.kill()
 
 
+#: Returned by ``_WorkerPool._thread_worker`` when the queue deadline passed while the worker starts.
+_STILL_STARTING = object()
+
+
 class _WorkerPool:
     """``num_workers`` threads, each owning one worker process; FIFO queue in front of them.
 
@@ -455,11 +570,23 @@ class _WorkerPool:
         self._owner_pid = os.getpid()
         self._generation = 0  # bumped by close(): work submitted before it must not start new workers
 
-    def submit(self, answer: str, reference: str, timeout_s: float):
-        """Schedule one comparison; returns a ``concurrent.futures.Future`` of an :class:`_Outcome`."""
-        submitted = time.monotonic()
+    def submit(self, answer: str, reference: str, timeout_s: float, max_queue_s: float) -> _Request:
+        """Schedule one comparison; its ``future`` gets an :class:`_Outcome`."""
+        request = _Request(answer, reference, timeout_s, max_queue_s)
         executor = self._get_executor()
-        return executor.submit(self._compare, answer, reference, timeout_s, submitted, self._generation)
+        queued = executor.submit(self._run, request, self._generation)
+        queued.add_done_callback(lambda done: request.drop() if done.cancelled() else None)  # close()
+        return request
+
+    def _run(self, request: _Request, generation: int) -> None:
+        if not request.start():
+            return  # its caller gave it up (queue time-out)
+        try:
+            outcome = self._compare(request, generation)
+        except BaseException as error:  # reaches the caller, which reports an internal error
+            request.future.set_exception(error)
+        else:
+            request.future.set_result(outcome)
 
     def _get_executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -470,28 +597,31 @@ class _WorkerPool:
                 self._executor = ThreadPoolExecutor(self._num_workers, thread_name_prefix="sgpo-grader")
             return self._executor
 
-    def _compare(self, answer: str, reference: str, timeout_s: float, submitted: float, generation: int) -> _Outcome:
+    def _compare(self, request: _Request, generation: int) -> _Outcome:
         """Run one comparison in this thread's worker; at most ``timeout_s`` of comparing in all.
 
         A worker found dead when the request is sent or before it replies (killed from outside, out of
         memory) is replaced and the comparison retried once, with the time it has left; a second death
         is an error (the answer itself may crash math-verify). Time spent starting workers is queue
-        time, not comparison time.
+        time, not comparison time, and ends at the request's queue deadline (``queue_timeout``).
         """
+        timeout_s = request.timeout_s
         queue_s = compare_s = 0.0
         for _attempt in range(WORKER_DEATH_RETRIES + 1):
             if generation != self._generation:  # close() ran since this was submitted
                 return _Outcome("error", queue_s=queue_s)
             waiting_since = time.monotonic()
-            worker = self._thread_worker()
-            queue_s += time.monotonic() - (submitted if _attempt == 0 else waiting_since)
+            worker = self._thread_worker(request.queue_deadline)
+            queue_s += time.monotonic() - (request.submitted if _attempt == 0 else waiting_since)
             if worker is None:
                 return _Outcome("error", queue_s=queue_s)
+            if worker is _STILL_STARTING:
+                return _Outcome("queue_timeout", queue_s=queue_s)
             comparing_since = time.monotonic()
-            outcome = worker.compare(answer, reference, timeout_s - compare_s)
+            outcome = worker.compare(request.answer, request.reference, timeout_s - compare_s)
             compare_s += time.monotonic() - comparing_since
             if outcome.status == "ok" or (outcome.status == "error" and worker.alive):
-                return _Outcome(outcome.status, outcome.correct, queue_s)
+                return _Outcome(outcome.status, outcome.correct, queue_s, outcome.rule)
             self._discard(worker)  # still busy (time-out: kill it) or dead: replace it on the next call
             if outcome.status == "timeout":
                 self._stats.add("worker_kills")
@@ -501,31 +631,39 @@ class _WorkerPool:
                 return _Outcome("timeout", queue_s=queue_s)
         return _Outcome("error", queue_s=queue_s)
 
-    def _thread_worker(self) -> _Worker | None:
-        """This pool thread's worker, started (and waited for) if there is none or it died."""
+    def _thread_worker(self, queue_deadline: float) -> "_Worker | None | object":
+        """This pool thread's ready worker, started if there is none or it died.
+
+        Waits for a starting worker until ``queue_deadline``; a worker still starting then is kept for
+        the next request and :data:`_STILL_STARTING` returned. None: no worker could be started within
+        ``WORKER_START_TIMEOUT_S`` of its start.
+        """
         worker = getattr(self._local, "worker", None)
-        if worker is not None and worker.alive:
+        if worker is not None and not worker.alive:
+            self._discard(worker)
+            worker = None
+        if worker is None:
+            try:
+                worker = _Worker()
+            except Exception as error:  # e.g. out of processes or memory
+                logger.error("[sgpo] grader: could not start a math-verify worker process: %s", error)
+                return None
+            with self._lock:
+                self._workers.add(worker)
+            self._stats.add("worker_starts")
+            self._local.worker = worker
+        start_deadline = worker.started_at + WORKER_START_TIMEOUT_S
+        if worker.wait_ready(max(0.0, min(queue_deadline, start_deadline) - time.monotonic())):
             return worker
-        if worker is not None:
-            self._discard(worker)
-        try:
-            worker = _Worker()
-        except Exception as error:  # e.g. out of processes or memory
-            logger.error("[sgpo] grader: could not start a math-verify worker process: %s", error)
-            return None
-        with self._lock:
-            self._workers.add(worker)
-        self._stats.add("worker_starts")
-        if not worker.wait_ready(WORKER_START_TIMEOUT_S):
-            logger.error(
-                "[sgpo] grader: a math-verify worker process did not start within %.0f s; "
-                "check that math-verify imports in this environment (python -c 'import math_verify')",
-                WORKER_START_TIMEOUT_S,
-            )
-            self._discard(worker)
-            return None
-        self._local.worker = worker
-        return worker
+        if time.monotonic() < start_deadline and worker.alive:
+            return _STILL_STARTING
+        logger.error(
+            "[sgpo] grader: a math-verify worker process did not start within %.0f s; "
+            "check that math-verify imports in this environment (python -c 'import math_verify')",
+            WORKER_START_TIMEOUT_S,
+        )
+        self._discard(worker)
+        return None
 
     def _discard(self, worker: _Worker) -> None:
         worker.kill()
@@ -557,7 +695,8 @@ class _WorkerPool:
 class _Stats:
     """Thread-safe counters (cumulative since the grader was created)."""
 
-    NAMES = ("calls", "exact", "cache", "math_verify", "no_answer", "too_long", "timeouts", "errors",
+    NAMES = ("calls", "exact", "cache", "math_verify", "strict", "base", "unit", "no_answer", "too_long",
+             "timeouts", "cached_timeouts", "queue_timeouts", "errors",
              "worker_starts", "worker_kills", "worker_deaths")  # fmt: skip
 
     def __init__(self) -> None:
@@ -573,15 +712,21 @@ class _Stats:
             return dict(self._counts)
 
 
+@dataclass(frozen=True)
+class _CachedVerdict:
+    correct: bool
+    timed_out: bool = False  # the comparison ran past timeout_s (then correct is False)
+
+
 class _VerdictCache:
-    """A thread-safe LRU of (answer, reference) → correct."""
+    """A thread-safe LRU of (answer, reference) → :class:`_CachedVerdict`."""
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], _CachedVerdict] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> bool | None:
+    def get(self, key: tuple[str, str]) -> _CachedVerdict | None:
         if not self._size:
             return None
         with self._lock:
@@ -590,7 +735,7 @@ class _VerdictCache:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: tuple[str, str], value: bool) -> None:
+    def put(self, key: tuple[str, str], value: _CachedVerdict) -> None:
         if not self._size:
             return
         with self._lock:
@@ -604,8 +749,20 @@ class _VerdictCache:
 # The grader
 # ---------------------------------------------------------------------------------------------------
 
-_METHOD_COUNTER = {"exact": "exact", "cache": "cache", "math_verify": "math_verify", "no_answer": "no_answer",
-                   "too_long": "too_long", "timeout": "timeouts", "error": "errors"}  # fmt: skip
+_METHOD_COUNTER = {"exact": "exact", "cache": "cache", "math_verify": "math_verify", "strict": "strict",
+                   "base": "base", "unit": "unit", "no_answer": "no_answer", "too_long": "too_long",
+                   "timeout": "timeouts", "cached_timeout": "cached_timeouts", "queue_timeout": "queue_timeouts",
+                   "error": "errors"}  # fmt: skip
+_TIMEOUT_METHODS = ("timeout", "cached_timeout", "queue_timeout")
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What is compared for one response: ``extracted`` (reported) and the unwrapped forms compared."""
+
+    extracted: str
+    answer: str
+    reference: str
 
 
 class OutcomeGrader:
@@ -624,7 +781,7 @@ class OutcomeGrader:
         self._cache = _VerdictCache(self.config.cache_size)
         self._pool = _WorkerPool(self.config.num_workers, self._stats)
         self._bad_input_warnings = 0
-        self._inflight: dict[tuple[str, str], Future] = {}
+        self._inflight: dict[tuple[str, str], _Request] = {}
         self._inflight_lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _WorkerPool.close, self._pool)
 
@@ -637,13 +794,13 @@ class OutcomeGrader:
             prepared = self._prepare(response, ground_truth, started)
             if isinstance(prepared, GradeResult):
                 return prepared
-            answer, reference = prepared
-            future = self._submit(answer, reference)
+            request = self._submit(prepared.answer, prepared.reference)
             try:
-                outcome = future.result()
-            except FutureCancelledError:  # close() dropped it before a worker took it
-                return self._result(False, answer, "error", started)
-            return self._finish(answer, reference, outcome, started)
+                outcome = request.future.result(timeout=request.queue_time_left())
+            except FutureTimeoutError:  # no worker took it in time (or it is running: then wait on)
+                request.expire()
+                outcome = request.future.result()
+            return self._finish(prepared, outcome, started)
         except Exception as error:  # never raise into the reward loop
             return self._internal_error(error, started)
 
@@ -654,16 +811,15 @@ class OutcomeGrader:
             prepared = self._prepare(response, ground_truth, started)
             if isinstance(prepared, GradeResult):
                 return prepared
-            answer, reference = prepared
-            future = self._submit(answer, reference)
+            request = self._submit(prepared.answer, prepared.reference)
+            # shield: cancelling this caller must not cancel a comparison other callers share
+            waiting = asyncio.wrap_future(request.future)
             try:
-                # shield: cancelling this caller must not cancel a comparison other callers share
-                outcome = await asyncio.shield(asyncio.wrap_future(future))
-            except asyncio.CancelledError:
-                if future.cancelled():  # close() dropped it before a worker took it
-                    return self._result(False, answer, "error", started)
-                raise  # our caller was cancelled
-            return self._finish(answer, reference, outcome, started)
+                outcome = await asyncio.wait_for(asyncio.shield(waiting), request.queue_time_left())
+            except asyncio.TimeoutError:  # no worker took it in time (or it is running: then wait on)
+                request.expire()
+                outcome = await asyncio.shield(waiting)
+            return self._finish(prepared, outcome, started)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -671,9 +827,10 @@ class OutcomeGrader:
 
     def warm_up(self) -> None:
         """Optionally start the worker processes now (blocking, about 1 s) instead of on first use."""
-        futures = [self._pool.submit("1", "1", self.config.timeout_s) for _ in range(self.config.num_workers)]
-        for future in futures:
-            future.result()
+        requests = [self._pool.submit("1", "1", self.config.timeout_s, WORKER_START_TIMEOUT_S)
+                    for _ in range(self.config.num_workers)]  # fmt: skip
+        for request in requests:
+            request.future.result()
 
     def stats(self) -> dict[str, int]:
         """Cumulative counts: calls, verdicts by method, time-outs, errors, worker starts, kills and deaths."""
@@ -695,8 +852,8 @@ class OutcomeGrader:
 
     # -- steps -----------------------------------------------------------------------------------
 
-    def _prepare(self, response: str, ground_truth: Any, started: float) -> GradeResult | tuple[str, str]:
-        """Everything before math-verify: a finished result, or the (answer, reference) to compare."""
+    def _prepare(self, response: str, ground_truth: Any, started: float) -> "GradeResult | _Pair":
+        """Everything before math-verify: a finished result, or the pair to compare."""
         self._stats.add("calls")
         reference = reference_answer(ground_truth)
         if reference is None:
@@ -710,52 +867,63 @@ class OutcomeGrader:
         )
         if found.answer is None:
             return self._result(False, None, found.reason, started)
+        answer, reference = unwrap_text_wrapper(found.answer), unwrap_text_wrapper(reference)
         if self.config.exact_match_first:
-            verdict = exact_verdict(found.answer, reference)
+            verdict = exact_verdict(answer, reference)
             if verdict is not None:
                 return self._result(verdict, found.answer, "exact", started)
-        cached = self._cache.get((found.answer, reference))
+        cached = self._cache.get((answer, reference))
         if cached is not None:
-            return self._result(cached, found.answer, "cache", started)
-        return found.answer, reference
+            method = "cached_timeout" if cached.timed_out else "cache"
+            return self._result(cached.correct, found.answer, method, started)
+        return _Pair(found.answer, answer, reference)
 
-    def _submit(self, answer: str, reference: str) -> Future:
+    def _submit(self, answer: str, reference: str) -> _Request:
         """Start a comparison, or join the identical one already running (unless the cache is off).
 
         In RL a group's responses often share an answer and are graded concurrently, before the first
         verdict can reach the cache; sharing the running comparison keeps them to one math-verify call.
         """
+        settings = (self.config.timeout_s, self.config.max_queue_s)
         if not self.config.cache_size:
-            return self._pool.submit(answer, reference, self.config.timeout_s)
+            return self._pool.submit(answer, reference, *settings)
         key = (answer, reference)
         with self._inflight_lock:
-            future = self._inflight.get(key)
-            if future is not None:
-                return future
-            future = self._inflight[key] = self._pool.submit(answer, reference, self.config.timeout_s)
-        future.add_done_callback(lambda done: self._forget_inflight(key, done))
-        return future
+            request = self._inflight.get(key)
+            if request is not None:
+                return request
+            request = self._inflight[key] = self._pool.submit(answer, reference, *settings)
+        # the callback must not hold the request (future → callback → request → future would be a
+        # reference cycle, and the grader's finalizer would wait for the cycle collector)
+        request.future.add_done_callback(lambda done: self._forget_inflight(key, done))
+        return request
 
     def _forget_inflight(self, key: tuple[str, str], done: Future) -> None:
         with self._inflight_lock:
-            if self._inflight.get(key) is done:
+            request = self._inflight.get(key)
+            if request is not None and request.future is done:
                 del self._inflight[key]
 
-    def _finish(self, answer: str, reference: str, outcome: _Outcome, started: float) -> GradeResult:
+    def _finish(self, pair: "_Pair", outcome: _Outcome, started: float) -> GradeResult:
+        key = (pair.answer, pair.reference)
         if outcome.status == "ok":
-            self._cache.put((answer, reference), outcome.correct)
-            return self._result(outcome.correct, answer, "math_verify", started, outcome.queue_s)
+            self._cache.put(key, _CachedVerdict(outcome.correct))
+            return self._result(outcome.correct, pair.extracted, outcome.rule, started, outcome.queue_s)
         if outcome.status == "timeout":
+            self._cache.put(key, _CachedVerdict(False, timed_out=True))
             logger.warning("[sgpo] grader: math-verify took over %.1f s on answer %r; counted as wrong",
-                           self.config.timeout_s, answer[:80])  # fmt: skip
-        return self._result(False, answer, outcome.status, started, outcome.queue_s)
+                           self.config.timeout_s, pair.answer[:80])  # fmt: skip
+        if outcome.status == "queue_timeout":
+            logger.warning("[sgpo] grader: no math-verify worker was free within max_queue_s=%.1f s; answer %r "
+                           "counted as wrong", self.config.max_queue_s, pair.answer[:80])  # fmt: skip
+        return self._result(False, pair.extracted, outcome.status, started, outcome.queue_s)
 
     def _result(self, correct: bool, answer: str | None, method: str, started: float, queue_s: float = 0.0):
         self._stats.add(_METHOD_COUNTER[method])
         return GradeResult(
             correct=correct,
             extracted_answer=answer,
-            timed_out=method == "timeout",
+            timed_out=method in _TIMEOUT_METHODS,
             method=method,
             latency_s=time.monotonic() - started,
             queue_s=queue_s,
@@ -836,4 +1004,5 @@ __all__ = [
     "canonical_answer",
     "reference_answer",
     "shared_grader",
+    "unwrap_text_wrapper",
 ]

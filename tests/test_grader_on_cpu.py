@@ -2,7 +2,9 @@
 
 The equivalence table below is the grader's specification: every row is graded twice, once with the
 in-process fast path (the default) and once with every boxed answer sent to math-verify, and both must
-give the expected verdict — so the fast path can never change a verdict.
+give the expected verdict — so the fast path can never change a verdict. Its last sections are the
+classes where math-verify alone marks a wrong answer correct (or a right one wrong), each with the
+false positive that must stay wrong and the true equivalences that must stay right.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from reward.grader import (
     compute_score_async,
     exact_verdict,
     extract_final_answer,
+    unwrap_text_wrapper,
 )
 
 #: Time bound used by the tests that make math-verify hang (short, to keep the suite fast).
@@ -35,6 +38,16 @@ TEST_TIMEOUT_S = 1.0
 #: Allowance for waking the waiting thread and killing the worker on a loaded 2-core CI machine. The
 #: grader's own overhead is milliseconds; this only absorbs scheduler noise from parallel test runs.
 OVERHEAD_ALLOWANCE_S = 1.0
+
+#: Queue bound used by the tests that fill every worker with hanging answers (well under TEST_TIMEOUT_S,
+#: so a call given up at the queue bound is told apart from one that waited for a time-out).
+TEST_MAX_QUEUE_S = 0.3
+
+#: How the worker decides a verdict (``GradeResult.method``): math-verify, or a stricter rule.
+WORKER_METHODS = ("math_verify", "strict", "base", "unit")
+
+#: A reference that math-verify parses as ``1/3`` only (the ``\mathbf`` terms are lost).
+PARTLY_PARSED_REFERENCE = "\\frac{1}{3} \\mathbf{a}_{1} + \\frac{2}{3} \\mathbf{a}_{2}"
 
 #: Answers that make math-verify run for minutes (measured: > 20 s each without a bound).
 HANGING_ANSWERS = {
@@ -123,6 +136,40 @@ EQUIVALENCE_TABLE = [
     # -- reference answers written with a box or dollars
     ("\\boxed{5}",                                  "\\boxed{5}",               True),
     ("\\boxed{5}",                                  "$5$",                      True),
+    # -- a parse that lost part of the answer (math-verify: 1/3, 2/3, 2): compared strictly
+    ("\\boxed{\\frac{1}{3}}",                       PARTLY_PARSED_REFERENCE,    False),  # the fragment
+    ("\\boxed{\\frac13 \\mathbf{a}_1 + \\frac23 \\mathbf{a}_2}", PARTLY_PARSED_REFERENCE, True),
+    ("\\boxed{\\frac{2}{3}}",                       "\\frac{1}{3} a_{1} + \\frac{2}{3} a_{2} + \\cdots", False),
+    ("\\boxed{2\\mathbf{v}}",                       "2",                        False),  # the answer's parse lost v
+    ("\\boxed{\\frac{a_1 + 2a_2}{3}}",              "\\frac{1}{3} a_{1} + \\frac{2}{3} a_{2}", True),  # parsed whole
+    ("\\boxed{a_{2}+a_{1}}",                        "a_1+a_2",                  True),
+    ("\\boxed{a_1}",                                "a_2",                      False),
+    # -- symbols that differ only in case (math-verify reads both as k): compared strictly
+    ("\\boxed{K = k}",                              "K = k + 1",                False),
+    ("\\boxed{K=k+1}",                              "K = k + 1",                True),
+    ("\\boxed{k+1}",                                "k + 1",                    True),
+    # -- number bases (math-verify drops the subscript)
+    ("\\boxed{41_7}",                               "41_8",                     False),
+    ("\\boxed{41_{8}}",                             "41_8",                     True),
+    ("\\boxed{41}",                                 "41_8",                     True),   # read in the reference's base
+    ("\\boxed{41_7}",                               "41",                       False),  # the reference is base 10
+    ("\\boxed{33}",                                 "41_8",                     False),
+    # -- unit exponents (math-verify drops units with their exponents)
+    ("\\boxed{5\\text{ cm}^3}",                     "5\\text{ cm}^2",           False),
+    ("\\boxed{5\\text{ cm}}",                       "5\\text{ cm}^2",           False),
+    ("\\boxed{5\\,\\text{cm}^{2}}",                 "5\\text{ cm}^2",           True),
+    ("\\boxed{5\\mathrm{m^{3}}}",                   "5\\,\\mathrm{m}^3",        True),
+    ("\\boxed{5}",                                  "5\\text{ cm}^2",           True),   # units left out, as above
+    # -- a text wrapper around the whole answer is removed on both sides
+    ("\\boxed{\\textbf{(1, 2)}}",                   "(1,2)",                    True),
+    ("\\boxed{\\text{(0, \\infty)}}",               "(0,\\infty)",              True),
+    ("\\boxed{\\text{(x+1)}}",                      "x+1",                      True),
+    ("\\boxed{\\text{(I)}}",                        "I",                        True),   # not the symbol i vs the unit I
+    ("\\boxed{\\textbf{(A)}}",                      "\\text{(A)}",              True),
+    ("\\boxed{\\textbf{A}}",                        "A",                        True),
+    ("\\boxed{\\textbf{(B)}}",                      "A",                        False),
+    ("\\boxed{\\text{(1, 3)}}",                     "(1,2)",                    False),
+    ("\\boxed{\\text{teas}}",                       "\\text{east}",             False),  # words stay text
 ]
 # fmt: on
 
@@ -164,7 +211,7 @@ def test_equivalence_table(grader, math_verify_only_grader, response, ground_tru
     assert not result.timed_out
     reference = math_verify_only_grader.grade(response, ground_truth)
     assert reference.correct is expected, reference
-    assert reference.method in ("math_verify", "no_answer"), reference
+    assert reference.method in (*WORKER_METHODS, "no_answer"), reference
 
 
 def test_fast_path_is_used_for_identical_answers_and_integers(grader):
@@ -240,6 +287,35 @@ def test_canonical_answer_is_conservative():
     assert exact_verdict("1" * 200, "1" * 199 + "2") is None  # too long for the integer path
 
 
+@pytest.mark.parametrize(
+    "answer, unwrapped",
+    [
+        ("\\textbf{(A)}", "(A)"),
+        ("\\text{ (1, \\frac{1}{2}) }", "(1, \\frac{1}{2})"),  # nested braces inside
+        ("\\mbox{[0, 1]}", "[0, 1]"),
+        ("\\text{A}", "A"),
+        ("\\textbf{\\text{(C)}}", "(C)"),
+        ("\\text{Evelyn}", "\\text{Evelyn}"),  # a word stays text
+        ("\\text{(A)} 5", "\\text{(A)} 5"),  # the wrapper is not the whole answer
+        ("\\text{(A)}\\text{(B)}", "\\text{(A)}\\text{(B)}"),
+        ("\\mathbf{(A)}", "\\mathbf{(A)}"),  # bold math is math, not a wrapper
+    ],
+)
+def test_unwrap_text_wrapper(answer, unwrapped):
+    assert unwrap_text_wrapper(answer) == unwrapped
+
+
+def test_one_answer_against_two_references_in_a_row():
+    """The cache is keyed by (answer, reference): the second reference must get its own verdict."""
+    with OutcomeGrader() as fresh:
+        halves = fresh.grade("\\boxed{0.5}", "\\frac12")
+        thirds = fresh.grade("\\boxed{0.5}", "\\frac13")
+        halves_again = fresh.grade("\\boxed{0.5}", "\\frac12")
+    assert (halves.correct, halves.method) == (True, "math_verify")
+    assert (thirds.correct, thirds.method) == (False, "math_verify")
+    assert (halves_again.correct, halves_again.method) == (True, "cache")
+
+
 # --------------------------------------------------------------------------------------------------
 # Settings
 # --------------------------------------------------------------------------------------------------
@@ -267,6 +343,8 @@ def test_config_defaults_and_mapping():
         ({"cache_size": -1}, "reward.sgpo.grader.cache_size"),
         ({"think_mode": "strip"}, "reward.sgpo.grader.think_mode"),
         ({"exact_match_first": "yes"}, "reward.sgpo.grader.exact_match_first"),
+        ({"max_queue_s": 0}, "reward.sgpo.grader.max_queue_s"),
+        ({"max_queue_s": float("inf")}, "reward.sgpo.grader.max_queue_s"),
     ],
 )
 def test_config_errors_name_the_full_key(section, key):
@@ -331,6 +409,81 @@ def test_deeply_nested_braces_finish_within_the_bound(short_timeout_grader):
     result = short_timeout_grader.grade(f"\\boxed{{{deeper}}}", "1")
     assert (result.method, result.correct) == ("too_long", False)
     assert result.latency_s < TEST_TIMEOUT_S
+
+
+def test_a_timed_out_pair_is_remembered(short_timeout_grader):
+    """The same hanging (answer, reference) again: wrong and timed out at once, without a worker."""
+    grader = short_timeout_grader
+    hanging = f"\\boxed{{{HANGING_ANSWERS['power tower']}}}"
+    first = grader.grade(hanging, "1")
+    second = grader.grade(hanging, "1")
+    assert (first.correct, first.timed_out, first.method) == (False, True, "timeout")
+    assert (second.correct, second.timed_out, second.method) == (False, True, "cached_timeout")
+    assert second.latency_s < TEST_TIMEOUT_S / 10
+    assert second.extracted_answer == first.extracted_answer == HANGING_ANSWERS["power tower"]
+    stats = grader.stats()
+    assert (stats["timeouts"], stats["cached_timeouts"], stats["worker_kills"]) == (1, 1, 1)
+
+
+def _queue_bounded_grader() -> OutcomeGrader:
+    grader = OutcomeGrader(GraderConfig(timeout_s=TEST_TIMEOUT_S, num_workers=2, max_queue_s=TEST_MAX_QUEUE_S))
+    grader.warm_up()
+    return grader
+
+
+def _assert_given_up_at_the_queue_bound(result: GradeResult) -> None:
+    assert (result.correct, result.timed_out, result.method) == (False, True, "queue_timeout"), result
+    assert result.queue_s >= TEST_MAX_QUEUE_S * 0.9, result
+    assert result.latency_s < TEST_TIMEOUT_S, result  # it did not wait for the hanging answers
+    assert result.latency_s <= TEST_MAX_QUEUE_S + OVERHEAD_ALLOWANCE_S, result
+
+
+def test_queue_wait_is_bounded_behind_hanging_answers():
+    """Two distinct hanging answers hold both workers; an ordinary answer behind them is given up at
+    ``max_queue_s`` as a (counted, uncached) time-out, and graded normally once a worker is free."""
+    hanging = [f"\\boxed{{{HANGING_ANSWERS[name]}}}" for name in ("power tower", "nested fractions")]
+    ordinary = ("\\boxed{0.5}", "\\frac12")
+    with _queue_bounded_grader() as grader:
+        blockers = [threading.Thread(target=grader.grade, args=(answer, "1")) for answer in hanging]
+        for blocker in blockers:
+            blocker.start()
+        time.sleep(0.1)  # both comparisons are running
+        queued = grader.grade(*ordinary)
+        for blocker in blockers:
+            blocker.join()
+        _assert_given_up_at_the_queue_bound(queued)
+        assert grader.stats()["queue_timeouts"] == 1 and grader.stats()["timeouts"] == 2
+        grader.warm_up()  # the killed workers' replacements start (that start would count as queue time)
+        later = grader.grade(*ordinary)
+        assert (later.correct, later.method) == (True, "math_verify")  # a queue time-out is not cached
+
+
+@pytest.mark.slow
+def test_queue_wait_is_bounded_for_agrade():
+    hanging = [f"\\boxed{{{HANGING_ANSWERS[name]}}}" for name in ("power tower", "factorial of a huge number")]
+
+    async def run(grader):
+        return await asyncio.gather(*(grader.agrade(answer, "1") for answer in hanging),
+                                    grader.agrade("\\boxed{0.5}", "\\frac12"))  # fmt: skip
+
+    with _queue_bounded_grader() as grader:
+        *blocked, queued = asyncio.run(run(grader))
+    assert [r.method for r in blocked] == ["timeout", "timeout"]
+    _assert_given_up_at_the_queue_bound(queued)
+
+
+def test_a_worker_still_starting_at_the_queue_bound_is_kept():
+    """The first call finds no worker yet: it is given up at ``max_queue_s``, but the worker goes on
+    starting and serves the next call (not started again)."""
+    with OutcomeGrader(GraderConfig(num_workers=1, max_queue_s=0.01)) as grader:
+        first = grader.grade("\\boxed{0.5}", "\\frac12")
+        assert first.method == "queue_timeout" and first.latency_s < TEST_TIMEOUT_S
+        deadline = time.monotonic() + 60
+        while (result := grader.grade("\\boxed{0.5}", "\\frac12")).method == "queue_timeout":
+            assert time.monotonic() < deadline, "the worker never became ready"
+            time.sleep(0.2)
+        assert (result.correct, result.method) == (True, "math_verify")
+        assert grader.stats()["worker_starts"] == 1
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Grading throughput of our outcome grader against verl's bundled math-verify scorer, same inputs, same process.
 
     .venv/bin/python tests/benchmarks/bench_grader.py [--groups 32] [--rounds 4] [--repeats 3] [--timeout-s 5]
+        [--save-verdicts FILE.json] [--compare-verdicts FILE.json]
 
 Inputs: the equivalence table of tests/test_grader_on_cpu.py, plus ``groups × rounds`` groups of 8
 responses (one prompt's group in RL) built around 32 typical reference answers (integers, fractions,
@@ -20,12 +21,17 @@ Scorers, each with 1 and 2 worker processes:
 Prints responses/s (median of ``--repeats`` interleaved runs), the ratio to verl's, agreement with verl's verdicts and with the expected verdicts,
 and the longest comparison (``latency_s - queue_s``) against the bound. Then a time-out check: a hanging
 answer followed by an ordinary one, one process each, with verl's ``timeout`` set to the same bound.
+
+``--save-verdicts`` writes our grader's verdicts (defaults, 1 process) as JSON; ``--compare-verdicts``
+reads such a file from another version of the grader (same arguments) and prints how many verdicts
+changed, and how, so a change to the grader's rules can be measured on the same inputs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
@@ -156,6 +162,26 @@ def agreement(a: list[bool], b: list[bool]) -> float:
     return sum(x == y for x, y in zip(a, b)) / len(a)
 
 
+def save_verdicts(path: str, inputs, results) -> None:
+    rows = [{"ground_truth": truth, "expected": expected, "correct": result.correct, "method": result.method,
+             "answer": result.extracted_answer} for (_, truth, expected), result in zip(inputs, results)]  # fmt: skip
+    Path(path).write_text(json.dumps(rows, indent=0))
+
+
+def compare_verdicts(path: str, inputs, results) -> None:
+    """Print how many of our verdicts differ from those saved in ``path`` (same inputs required)."""
+    before = json.loads(Path(path).read_text())
+    if len(before) != len(inputs) or any(b["ground_truth"] != row[1] for b, row in zip(before, inputs)):
+        raise SystemExit(f"{path} holds verdicts on other inputs; run both versions with the same arguments")
+    changed = [(b, row, r) for b, row, r in zip(before, inputs, results) if b["correct"] != r.correct]
+    fixed = sum(r.correct == row[2] for _, row, r in changed)
+    print(f"{'':<4}verdicts changed vs {path}: {len(changed)} of {len(inputs)} ({fixed} now as expected, "
+          f"{len(changed) - fixed} no longer as expected)")  # fmt: skip
+    for b, (_, truth, expected), r in changed:
+        print(f"{'':<8}{b['answer']!r} vs {truth!r}: {b['correct']} ({b['method']}) -> {r.correct} ({r.method}), "
+              f"expected {expected}")  # fmt: skip
+
+
 def timeout_check(timeout_s: float) -> None:
     hanging = f"so \\boxed{{{HANGING_ANSWERS['power tower']}}}"
     ordinary = ("so \\boxed{0.5}", "\\frac12")
@@ -183,6 +209,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds over the groups")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per scorer (median reported)")
     parser.add_argument("--timeout-s", type=float, default=GraderConfig().timeout_s, help="bound for both")
+    parser.add_argument("--save-verdicts", metavar="FILE", help="write our verdicts (defaults, 1 process) as JSON")
+    parser.add_argument("--compare-verdicts", metavar="FILE", help="count verdicts that differ from FILE's")
     args = parser.parse_args()
 
     inputs = build_inputs(args.groups, args.rounds)
@@ -229,6 +257,10 @@ def main() -> None:
                 key = f"ours {ours[i]} ({results['ours'][i].method}) / verl {verl_verdicts[i]}"
                 kinds[key] = kinds.get(key, 0) + 1
             print(f"{'':<4}disagreements with verl: {len(differ)}: {kinds}")
+            if args.save_verdicts:
+                save_verdicts(args.save_verdicts, inputs, results["ours"])
+            if args.compare_verdicts:
+                compare_verdicts(args.compare_verdicts, inputs, results["ours"])
     timeout_check(min(args.timeout_s, 2.0))
 
 
