@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import time
 
 import pytest
 from omegaconf import OmegaConf
 
 from reward.judge import JudgeConfig, JudgeRequest, StepJudge, build_judge
-from reward.judge.base import Judge
-from reward.judge.core import DefaultSegmenter
-from reward.judge.failures import BACKEND_ERROR, OUT_OF_RANGE, TIMEOUT
+from reward.judge.base import Judge, Verdict
+from reward.judge.core import DEADLINE_MARGIN_S, DefaultSegmenter
+from reward.judge.failures import BACKEND_ERROR, NO_ERROR_IN_PREFIX, OUT_OF_RANGE, TIMEOUT, UNFINISHED
 from reward.judge.grading import graded_value, step_rts, weighted_rts
+from reward.judge.backends.rule import equations
 
 PROBLEM = ("Compute ((17 + 5) * 3) - 8. Show each step on its own line as `a op b = c`, applying one operation "
            "to the previous result, then finish with \\boxed{N}, where N is the final result.")
@@ -44,6 +47,7 @@ def test_defaults_validate_and_mappings_build_nested_settings():
     ({"openai": {"timeout": 5}}, "reward.sgpo.judge.openai.timeout"),
     ({"steps": {"max_steps": 0}}, "reward.sgpo.judge.steps.max_steps"),
     ({"steps": {"think_part": "both"}}, "reward.sgpo.judge.steps.think_part"),
+    ({"steps": {"max_judged_chars": 0}}, "reward.sgpo.judge.steps.max_judged_chars"),
     ({"grading": {"beta": 0}}, "reward.sgpo.judge.grading.beta"),
     ({"grading": {"rts": "chars"}}, "reward.sgpo.judge.grading.rts"),
     ({"prm": {"threshold": 1.5}}, "reward.sgpo.judge.prm.threshold"),
@@ -108,6 +112,14 @@ def test_rule_verifier_checks_reference_values_by_default():
     assert run(lenient.judge(arith(response))).first_error_step is None
 
 
+def test_rule_verifier_reads_a_long_digit_run_in_linear_time():
+    # A match restarting at every digit of a run cost n² steps (minutes for 200,000 digits); now one pass.
+    started = time.perf_counter()
+    assert equations("1" * 200_000) == []
+    assert equations("1" * 200_000 + " apples, then 2 + 3 = 5") == [(2, "+", 3, 5)]
+    assert time.perf_counter() - started < 5.0
+
+
 def test_rule_verifier_operators_signs_and_fake_verdicts():
     judge = build_judge({"backend": "rule", "rule": {"check_reference_values": False}})
     verdict = run(judge.judge(arith("5 − 8 = −3\n-3 x 4 = -12\n-12 · 2 = -24\n-24 + 1 = -22")))
@@ -149,9 +161,18 @@ class CountingBackend(DefaultSegmenter):
     fingerprint = "counting"
     empty_policy = "zero"
 
-    def __init__(self, config, answer=2, delay=0.0, error: Exception | None = None):
+    def __init__(self, config, answer=2, delay=0.0, error: Exception | None = None, segment_cpu_s=0.0):
         super().__init__(config)
         self.calls, self.answer, self.delay, self.error = 0, answer, delay, error
+        self.segment_calls, self.segment_cpu_s = 0, segment_cpu_s
+
+    def segment(self, request):
+        """The default rule, after ``segment_cpu_s`` seconds of pure-Python CPU work (slow text work)."""
+        self.segment_calls += 1
+        busy_until = time.perf_counter() + self.segment_cpu_s
+        while time.perf_counter() < busy_until:
+            pass
+        return super().segment(request)
 
     async def first_error(self, request, segmentation):
         self.calls += 1
@@ -208,3 +229,179 @@ def test_out_of_range_answer_from_a_backend_is_not_judged():
     judge = StepJudge(CountingBackend(config, answer=7), config)
     verdict = run(judge.judge(arith("Some step of work.\n\nAnother step of work.")))
     assert not verdict.judged and verdict.failure == OUT_OF_RANGE and verdict.parse_failed
+
+
+def test_a_failed_call_segments_the_response_once():
+    config = JudgeConfig(cache_size=10)
+    backend = CountingBackend(config, error=RuntimeError("boom"))
+    verdict = run(StepJudge(backend, config).judge(arith("Some step of work.\n\nAnother step of work.")))
+    assert verdict.failure == BACKEND_ERROR and verdict.num_steps == 2
+    assert backend.segment_calls == 1  # K comes from the one segmentation, not from segmenting again
+
+
+# -- the whole call is bounded, and the event loop keeps running ---------------------------------------
+#: Interval of the ticker coroutine that must keep running beside a judge call.
+TICK_S = 0.02
+#: Longest pause the ticker may see: the event loop must never be blocked longer than this.
+MAX_TICK_GAP_S = 0.25
+
+
+async def beside_a_ticker(judge: StepJudge, request: JudgeRequest) -> tuple[Verdict, float, float]:
+    """One ``judge()`` call while a ticker coroutine ticks on the same loop.
+
+    Returns the verdict, the call's wall time and the longest gap between ticks during the call.
+    """
+    ticks: list[float] = []
+
+    async def ticker():
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(TICK_S)
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(TICK_S)
+    started = time.perf_counter()
+    verdict = await judge.judge(request)
+    finished = time.perf_counter()
+    ticking.cancel()
+    await judge.aclose()
+    during = [tick for tick in ticks if started <= tick <= finished] + [finished]
+    gaps = [later - earlier for earlier, later in zip([started] + during, during)]
+    return verdict, finished - started, max(gaps)
+
+
+class HangingEndpoint:
+    """A real loopback HTTP server on the test's own loop that reads each request and never answers.
+
+    (tests/judge_endpoints.py's ``slow`` mode hangs too, but stopping it waits 10 s for its sleeping handler.)
+    """
+
+    async def __aenter__(self) -> HangingEndpoint:
+        self.requests = 0
+        self._server = await asyncio.start_server(self._hang, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
+        return self
+
+    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # the loop shuts down: end quietly (asyncio logs a cancelled handler)
+            pass
+        finally:
+            writer.close()
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+
+
+def pathological_response(size_chars: int) -> str:
+    """Many display-math blocks separated by blank lines, then one code fence: the shape that made the old
+    segmentation quadratic (every split point checked against every block, the fence searched again from
+    every block)."""
+    unit = "We write it out.\n\n$$\nx_1 + x_2 = 7\n$$\n\n"
+    return unit * (size_chars // len(unit)) + "```\nprint(1)\n```\nSo \\boxed{8}."
+
+
+def test_a_huge_response_to_a_hanging_endpoint_returns_by_the_deadline_and_never_blocks_the_loop():
+    deadline_s = 1.0
+
+    async def scenario():
+        async with HangingEndpoint() as endpoint:
+            judge = build_judge({"openai": {"base_url": endpoint.url, "max_retries": 0}, "deadline_s": deadline_s})
+            return await beside_a_ticker(judge, arith(pathological_response(200_000))), endpoint.requests
+
+    (verdict, wall_s, longest_gap_s), requests = run(scenario())
+    assert requests == 1  # the judge prompt did reach the endpoint
+    assert verdict.failure == TIMEOUT and verdict.timed_out and verdict.num_steps == 30
+    assert deadline_s <= wall_s < deadline_s + DEADLINE_MARGIN_S
+    assert longest_gap_s < MAX_TICK_GAP_S
+
+
+def test_slow_text_work_runs_off_the_event_loop_within_the_deadline():
+    # A segmenter that burns 1.5 s of CPU stands for any slow text work; after the linear segmentation no
+    # real input of a sensible size is that slow, so the backend simulates it (pure Python, holding the
+    # GIL as real segmentation does).
+    config = JudgeConfig(deadline_s=0.4)
+    backend = CountingBackend(config, segment_cpu_s=1.5)
+    request = arith("Some step of work.\n\nAnother step of work.")
+    verdict, wall_s, longest_gap_s = run(beside_a_ticker(StepJudge(backend, config), request))
+    assert verdict.failure == TIMEOUT and verdict.num_steps == 0  # not segmented in time: K unknown
+    assert wall_s < config.deadline_s + DEADLINE_MARGIN_S
+    assert longest_gap_s < MAX_TICK_GAP_S
+    assert backend.calls == 0  # the backend was never asked
+
+
+# -- unfinished responses and the judged-text cap (rule backend) ---------------------------------------
+SIX_STEPS = "17 + 5 = 22\n22 * 3 = 66\n66 - 8 = 58\n58 + 2 = 60\n60 - 2 = 58\n58 * 1 = 58"
+#: Reference of SIX_STEPS, so that check_reference_values accepts every correct line.
+SIX_STEP_SOLUTION = SIX_STEPS
+
+
+def six_steps(response: str = SIX_STEPS, **kwargs) -> JudgeRequest:
+    return JudgeRequest(problem=PROBLEM, reference_answer="58", response=response,
+                        reference_solution=SIX_STEP_SOLUTION, **kwargs)
+
+
+def with_error_at(step: int) -> str:
+    """SIX_STEPS with step ``step`` (1-based) made wrong; every line keeps its length (11 characters)."""
+    lines = SIX_STEPS.split("\n")
+    lines[step - 1] = lines[step - 1][:-2] + "99"
+    return "\n".join(lines)
+
+
+def test_no_error_in_an_unfinished_response_is_not_a_verdict():
+    judge = build_judge({"backend": "rule"})
+    verdict = run(judge.judge(six_steps(finished=False)))
+    assert not verdict.judged and verdict.failure == UNFINISHED
+    assert verdict.rts is None and verdict.graded_value is None and verdict.num_steps == 6
+    assert not verdict.parse_failed and not verdict.timed_out
+    assert judge.stats[UNFINISHED] == 1 and judge.stats["judged"] == 0
+    finished = run(judge.judge(six_steps()))  # the same text, finished: no error is the best grade
+    assert finished.judged and finished.rts == 1.0 and not finished.cached
+
+
+def test_an_error_in_an_unfinished_response_is_an_ordinary_verdict():
+    verdict = run(build_judge({"backend": "rule"}).judge(six_steps(with_error_at(3), finished=False)))
+    assert verdict.judged and (verdict.first_error_step, verdict.num_steps) == (3, 6)
+    assert verdict.rts == pytest.approx(2 / 6)
+
+
+def test_only_the_leading_steps_within_the_cap_are_judged_and_rts_counts_all_steps():
+    # each arithmetic line is 11 characters: a cap of 30 shows the backend steps 1 and 2 only
+    judge = build_judge({"backend": "rule", "steps": {"max_judged_chars": 30}})
+    early = run(judge.judge(six_steps(with_error_at(2))))
+    assert early.judged and (early.first_error_step, early.num_steps) == (2, 6)
+    assert early.rts == pytest.approx(1 / 6)
+    late = run(judge.judge(six_steps(with_error_at(5))))  # the error lies past the cap: not seen
+    assert not late.judged and late.failure == NO_ERROR_IN_PREFIX and late.num_steps == 6
+    assert "2 of 6 steps" in late.detail and not late.parse_failed and not late.timed_out
+    uncapped = run(build_judge({"backend": "rule"}).judge(six_steps(with_error_at(5))))
+    assert uncapped.first_error_step == 5
+
+
+def test_the_cache_keeps_unfinished_and_finished_apart_and_serves_the_no_signal_outcome():
+    config = JudgeConfig(cache_size=10)
+    backend = CountingBackend(config, answer=None)
+    judge = StepJudge(backend, config)
+    request = arith("Line one is long enough.\n\nLine two is long enough.")
+    unfinished = dataclasses.replace(request, finished=False)
+    first, repeat = run(judge.judge(unfinished)), run(judge.judge(unfinished))
+    assert first.failure == repeat.failure == UNFINISHED and repeat.cached and backend.calls == 1
+    finished = run(judge.judge(request))  # same texts, finished: a fresh backend call and a verdict
+    assert finished.judged and not finished.cached and finished.rts == 1.0 and backend.calls == 2
+    assert judge.stats[UNFINISHED] == 2 and judge.stats["cache_hits"] == 1
+
+
+def test_the_cache_key_depends_on_the_reference_answer_and_solution():
+    config = JudgeConfig(cache_size=10)
+    backend = CountingBackend(config)
+    judge = StepJudge(backend, config)
+    response = "Line one is long enough.\n\nLine two is long enough."
+    requests = [JudgeRequest(PROBLEM, "58", response, SOLUTION), JudgeRequest(PROBLEM, "59", response, SOLUTION),
+                JudgeRequest(PROBLEM, "58", response, "17 + 5 = 22\n22 * 3 = 66\n66 - 7 = 59"),
+                JudgeRequest(PROBLEM, "58", response, None)]
+    verdicts = [run(judge.judge(request)) for request in requests]
+    assert backend.calls == 4 and judge.stats["cache_hits"] == 0 and not any(v.cached for v in verdicts)
+    assert run(judge.judge(requests[2])).cached and backend.calls == 4

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 import champ_dataset
 import pytest
 
 from reward.steps import (
+    judged_prefix,
     judged_part,
     protected_spans,
     segment_response,
@@ -136,3 +138,51 @@ def test_champ_solutions_segment_without_loss_of_text():
             position = step.end
         assert not text[position:].strip()
         assert re.sub(r"\s", "", "".join(segmentation.texts)) == re.sub(r"\s", "", text)
+
+
+def test_judged_prefix_keeps_the_leading_steps_that_fit():
+    response = "First step of the work.\n\nSecond step of it.\n\nThird and last step."  # 23, 18, 20 chars
+    segmentation = segment_response(response)
+    assert judged_prefix(segmentation, 10_000) is segmentation  # everything fits: the same object
+    assert judged_prefix(segmentation, 61) is segmentation
+    two = judged_prefix(segmentation, 60)
+    assert [step.index for step in two.steps] == [1, 2] and two.steps == segmentation.steps[:2]
+    assert two.part_end == segmentation.steps[1].end
+    one = judged_prefix(segmentation, 10)  # the first step alone is too long: cut to the cap
+    assert one.texts == ["First step"] and response[one.steps[0].start:one.steps[0].end] == "First step"
+
+
+#: Characters of the small and the large input of the scaling test, and the most the per-character time
+#: may grow between them: linear work stays near 1, quadratic work grows by LARGE / SMALL = 16.
+SMALL_CHARS, LARGE_CHARS, MAX_PER_CHAR_GROWTH = 10_000, 160_000, 4.0
+
+#: Input shapes that made the old segmentation quadratic: (prefix, repeated unit, suffix, steps expected).
+PATHOLOGICAL_SHAPES = {
+    "display math": ("", "We write it out.\n\n$$\nx_1 + x_2 = 7\n$$\n\n", "", 30),
+    "brackets and a final fence": ("", "Text.\n\n\\[ a \\]\n\n", "```\nprint(1)\n```\nSo \\boxed{8}.", 30),
+    "environments": ("", "Now\n\n\\begin{align}\nx &= 1\n\\end{align}\n\n", "", 30),
+    "nested environments": ("", "\\begin{cases} a \\begin{cases} b \\end{cases}\n\n\\end{cases}\n\nc and d\n\n", "", 30),
+    "fences": ("", "```\ncode\n```\n\nText between fences.\n\n", "", 30),
+    "single newlines": ("", "17 + 5 = 22\n$$x$$\n", "", 30),
+    "one unclosed block": ("\\begin{align}\n", "Text of a step.\n\n", "", 1),
+}
+
+
+def _fastest_segmentation_s(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        segment_response(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("shape", sorted(PATHOLOGICAL_SHAPES))
+def test_segmentation_time_grows_linearly_with_the_response(shape):
+    prefix, unit, suffix, expected_steps = PATHOLOGICAL_SHAPES[shape]
+    small = prefix + unit * (SMALL_CHARS // len(unit)) + suffix
+    large = prefix + unit * (LARGE_CHARS // len(unit)) + suffix
+    assert len(segment_response(large).steps) == expected_steps  # the blocks were really found
+    per_char_small = _fastest_segmentation_s(small) / len(small)
+    per_char_large = _fastest_segmentation_s(large) / len(large)
+    assert per_char_large < MAX_PER_CHAR_GROWTH * per_char_small

@@ -9,7 +9,8 @@ Public API::
                                              reference_solution=...))
     await judge.aclose()
 
-``judge()`` never raises; see ``reward/judge/base.py`` (the contract), ``core.py`` (cache, time bounds),
+``judge()`` never raises and returns within ``deadline_s`` plus ``core.DEADLINE_MARGIN_S``; see
+``reward/judge/base.py`` (the contract), ``core.py`` (cache, time bounds, unfinished responses),
 ``failures.py`` (failure reasons), ``prompt.py`` (the versioned prompt and its parser), ``backends/``.
 """
 

@@ -1,7 +1,8 @@
 """The judge's contract: what the reward manager asks (`JudgeRequest`) and what it gets back (`Verdict`).
 
 Every backend implements :class:`Judge`. ``judge()`` never raises: a dead, slow or garbled backend gives
-a `Verdict` with ``judged=False`` and a ``failure`` reason, within the backend's time bound.
+a `Verdict` with ``judged=False`` and a ``failure`` reason, within ``deadline_s`` plus
+``reward.judge.core.DEADLINE_MARGIN_S``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class JudgeRequest:
             token-weighted RTS; None when the caller has no tokenizer output.
         steps: optional pre-segmented steps (labelled benchmarks such as ProcessBench); when given, the
             judge uses them as they are instead of segmenting ``response``.
+        finished: False when the policy stopped at its length limit without ending the response (no final
+            answer; often an unclosed ``<think>``). The judge then still locates a first error in what was
+            written, but "no error found" is not a verdict (``failure='unfinished'``): running out of
+            budget must not earn the best grade a wrong answer can get.
     """
 
     problem: str
@@ -32,6 +37,7 @@ class JudgeRequest:
     reference_solution: str | None = None
     response_token_offsets: tuple[tuple[int, int], ...] | None = None
     steps: tuple[str, ...] | None = None
+    finished: bool = True
 
 
 @dataclass(frozen=True)
@@ -42,15 +48,16 @@ class Verdict:
         judged: True when the backend returned a usable verdict; False on any failure.
         first_error_step: 1-based index ``k`` of the first incorrect step; None when no error was found
             or when not judged.
-        num_steps: ``K``, the number of steps the response was segmented into (0 if not segmented).
-        rts: Reasoning Trajectory Score in [0, 1] (``(k − 1) / K``, or 1 when no error was found); None
-            when not judged.
+        num_steps: ``K``, the number of steps the response was segmented into (0 if not segmented), also
+            those past ``steps.max_judged_chars`` that the backend was not shown.
+        rts: Reasoning Trajectory Score in [0, 1] (``(k − 1) / K`` over all ``K`` steps, or 1 when no error
+            was found in a finished response the backend saw whole); None when not judged.
         graded_value: ``g`` in [0, 1] from the configured map (logistic or linear); None when not judged.
         latency_s: wall-clock seconds spent on this verdict (including retries), 0 for cache hits.
         backend: name of the backend that produced it (e.g. ``openai``, ``rule``, ``prm``).
         failure: None when judged; otherwise a short reason: ``timeout``, ``connection``, ``http_error``,
-            ``parse_error``, ``out_of_range``, ``empty_response``, ``no_steps``, ``backend_error``
-            (meanings in ``reward/judge/failures.py``).
+            ``parse_error``, ``out_of_range``, ``empty_response``, ``no_steps``, ``backend_error``,
+            ``unfinished``, ``no_error_in_prefix`` (meanings in ``reward/judge/failures.py``).
         cached: True when served from the content cache.
         detail: a short human-readable explanation of a failure (never a secret); None when judged.
     """
@@ -73,6 +80,13 @@ class Verdict:
     @property
     def timed_out(self) -> bool:
         return self.failure == "timeout"
+
+    @property
+    def no_signal(self) -> bool:
+        """The judge answered, but "no error found" carries no signal here (``NO_SIGNAL_REASONS``)."""
+        from reward.judge.failures import NO_SIGNAL_REASONS
+
+        return self.failure in NO_SIGNAL_REASONS
 
 
 @runtime_checkable

@@ -38,16 +38,27 @@ class StepsConfig:
             which also holds the graded ``\\boxed{}``; falls back to the thinking when the answer part is
             empty or the block never closes (a truncated response). ``think``: only the thinking.
             ``all``: the whole response. Responses without a think block are judged whole in every mode.
+        max_judged_chars: Most characters of step text the judge backend is shown for one response (the
+            steps' own text; the prompt's step tags, the problem and the reference come on top). The
+            response is still segmented whole, so ``K`` counts all its steps and ``RTS = (k − 1) / K``;
+            only the leading steps that fit are judged (at least one: a longer first step is cut to this
+            many characters). "No error found" in such a prefix carries no signal: the verdict is "not
+            judged" with ``failure='no_error_in_prefix'``; an error found in the prefix is a normal verdict.
+            24,000 characters are about 6–8k tokens of math text (3–4 characters per token), so the prompt
+            plus a reasoning judge's ``openai.max_tokens`` (4,096) fits a 16k-token judge context.
     """
 
     max_steps: int = 30
     min_step_chars: int = 8
     think_part: str = "answer"
+    max_judged_chars: int = 24_000
 
     def validate(self, prefix: str) -> None:
         _check(self.max_steps >= 1, f"{prefix}.max_steps", self.max_steps, "must be at least 1")
         _check(self.min_step_chars >= 0, f"{prefix}.min_step_chars", self.min_step_chars, "must be >= 0")
         _check_choice(self.think_part, ("answer", "think", "all"), f"{prefix}.think_part")
+        _check(self.max_judged_chars >= 1, f"{prefix}.max_judged_chars", self.max_judged_chars,
+               "must be at least 1 (characters of step text shown to the judge)")
 
 
 @dataclass

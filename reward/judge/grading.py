@@ -1,4 +1,4 @@
-"""Verdict → Reasoning Trajectory Score (RTS) → graded value ``g`` (SGPO.md §2).
+"""Verdict → Reasoning Trajectory Score (RTS) → graded value ``g``.
 
 For a response of ``K`` steps whose first incorrect step is ``k`` (1-based):
 
@@ -7,6 +7,9 @@ For a response of ``K`` steps whose first incorrect step is ``k`` (1-based):
 
     logistic     g = σ(β (RTS − γ)) = 1 / (1 + exp(−β (RTS − γ)))      increasing in RTS
     linear       g = RTS
+
+``K`` counts every step of the response, also those past ``steps.max_judged_chars`` that the judge was not
+shown: an error found at step ``k`` of the judged prefix scores ``(k − 1) / K`` against the whole response.
 
 Defaults β = 5, γ = 0.5 are ours (the paper gives none): g runs from σ(−2.5) ≈ 0.076 at RTS 0 to
 σ(2.5) ≈ 0.924 at RTS 1. The map is not rescaled to [0, 1]: only differences inside a group matter to the
