@@ -156,6 +156,7 @@ class PromptTemplate:
         if missing:
             raise ValueError(f"judge prompt {file} lacks the section(s) {', '.join(missing)} (see prompts/README.md)")
         name = version if path is None else file.stem
+        _tag_like()  # built here, when a judge is set up, so its first call never blocks the event loop
         return cls(name, sections, hashlib.sha256(raw.encode("utf-8")).hexdigest())
 
     def render(self, problem: str, steps: list[str], reference_answer: str | None,

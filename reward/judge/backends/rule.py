@@ -11,6 +11,7 @@ response is just a non-step line: the verifier reads nothing but arithmetic.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from reward.judge.base import JudgeRequest
@@ -18,8 +19,10 @@ from reward.judge.config import JudgeConfig
 from reward.steps import Segmentation, Step, judged_part, segmentation_from_steps
 
 _NUMBER = r"[-−]?\d+"
-#: One equation ``a op b = c``.
-EQUATION = re.compile(rf"({_NUMBER})\s*([+\-−*×x·])\s*({_NUMBER})\s*=\s*({_NUMBER})")
+#: One equation ``a op b = c``. The look-behind keeps a match from starting inside a number: otherwise
+#: every position of a long digit run restarts the greedy ``\d+`` and a line of n digits costs n² steps
+#: (a match found from inside a number is never one the number's own start would miss).
+EQUATION = re.compile(rf"(?<!\d)({_NUMBER})\s*([+\-−*×x·])\s*({_NUMBER})\s*=\s*({_NUMBER})")
 
 
 def _int(text: str) -> int:
@@ -89,7 +92,8 @@ class RuleBackend:
         return None
 
     async def first_error(self, request: JudgeRequest, segmentation: Segmentation) -> int | None:
-        return self.locate(request, segmentation)
+        # off the event loop: a long response is CPU work that would stall every other coroutine
+        return await asyncio.to_thread(self.locate, request, segmentation)
 
     async def aclose(self) -> None:
         return None
