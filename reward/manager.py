@@ -53,11 +53,14 @@ EXTRA_INFO_KEYS = {
     "acc": "1.0 if the final answer equals the reference, else 0.0",
     "pred": "the extracted final answer ('' when there is none)",
     "grade_timeout": "1 if grading hit its time bound (counted as wrong)",
+    "truncated": "1 if the response filled actor_rollout_ref.rollout.response_length (cut off, unfinished)",
     "malformed_row": "1 if the row lacked what grading needs (no ground truth); scored as wrong, not judged",
     "group_state": "all_negative | mixed | incomplete | not_scheduled (see reward/rendezvous.py)",
     "judge_called": "1 if the response was sent to the judge",
     "judged": "1 if the judge returned a usable verdict",
     "judge_failed": "1 if the judge call failed (any reason, timeouts and parse errors included)",
+    "judge_no_signal": "1 if the judge found no error where that carries no signal (unfinished response, or "
+    "only a prefix within reward.sgpo.judge.steps.max_judged_chars shown): not judged, not a failure",
     "judge_timeout": "1 if the judge call ran out of time",
     "judge_parse_error": "1 if the judge answered but not in the required format (or out of range)",
     "first_error_step": "1-based first incorrect step, None when no error was found or not judged",
@@ -77,7 +80,9 @@ class Trajectory:
     problem: str
     reference_solution: str | None
     uid: str | None
+    member: str | None
     is_training: bool
+    finished: bool
 
 
 @register(MANAGER_NAME)
@@ -96,6 +101,8 @@ class SGPORewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         self.settings = RewardSettings.from_trainer_config(config)
         self.group_size = int(config_get(config, "actor_rollout_ref", "rollout", "n") or 1)
+        #: A response with this many tokens hit the length limit: it is unfinished (see _read_trajectory).
+        self.response_length = config_get(config, "actor_rollout_ref", "rollout", "response_length")
         self.grader = OutcomeGrader(self.settings.grader)
         # Built now so that a bad judge setting (missing API-key variable, router without an address)
         # fails at start-up, not per sample; it opens no connection until the first call.
@@ -111,14 +118,14 @@ class SGPORewardManager(RewardManagerBase):
         trajectory = await self._read_trajectory(data)
         if trajectory.ground_truth is None:
             logger.error("sgpo reward: row without reward_model.ground_truth; scored as wrong (uid=%s)", trajectory.uid)
-            return self._result(None, None, NOT_SCHEDULED, malformed=True)
+            return self._result(trajectory, None, None, NOT_SCHEDULED, malformed=True)
         grade = await self.grader.agrade(trajectory.response, trajectory.ground_truth)
         try:
             verdict, group_state = await self._judge_if_needed(trajectory, grade.correct)
         except Exception:  # noqa: BLE001 - a scheduling fault must not stop training
             logger.exception("sgpo reward: judge scheduling failed (uid=%s); response not judged", trajectory.uid)
             verdict, group_state = None, NOT_SCHEDULED
-        return self._result(grade, verdict, group_state)
+        return self._result(trajectory, grade, verdict, group_state)
 
     # ----------------------------------------------------------------------------------------------
 
@@ -131,7 +138,8 @@ class SGPORewardManager(RewardManagerBase):
         if trajectory.uid is None:
             return None, NOT_SCHEDULED
         state = await report_outcome(
-            self._group_rendezvous(), trajectory.uid, correct, self.group_size, self.settings.group_wait_s
+            self._group_rendezvous(), trajectory.uid, correct, self.group_size, self.settings.group_wait_s,
+            member=trajectory.member,
         )
         if correct or state != ALL_NEGATIVE:
             return None, state
@@ -143,6 +151,7 @@ class SGPORewardManager(RewardManagerBase):
             reference_answer=trajectory.ground_truth or "",
             response=trajectory.response,
             reference_solution=trajectory.reference_solution,
+            finished=trajectory.finished,
         )
         return await self._judge.judge(request)
 
@@ -168,18 +177,26 @@ class SGPORewardManager(RewardManagerBase):
         if split is None and not self._warned_missing_split:
             self._warned_missing_split = True
             logger.warning("sgpo reward: rows without extra_info.split are treated as training rows (judged)")
-        uid = fields.get("uid")
+        uid, member = fields.get("uid"), fields.get("session_id")  # session_id: index in the group (V1)
         return Trajectory(
             response=response,
             ground_truth=None if ground_truth is None else str(ground_truth),
             problem=str(extra_info.get("problem") or _last_user_message(fields.get("raw_prompt"))),
             reference_solution=extra_info.get("reference_solution") or None,
             uid=None if uid is None else str(uid),
+            member=None if member is None else str(member),
             is_training=split is None or str(split) in self.settings.train_splits,
+            # verl stops generation at response_length tokens; a response that long never ended on its own
+            finished=self.response_length is None or valid_length < int(self.response_length),
         )
 
     def _result(
-        self, grade: GradeResult | None, verdict: Verdict | None, group_state: str, malformed: bool = False
+        self,
+        trajectory: Trajectory,
+        grade: GradeResult | None,
+        verdict: Verdict | None,
+        group_state: str,
+        malformed: bool = False,
     ) -> dict:
         correct = bool(grade and grade.correct)
         judged = bool(verdict and verdict.judged)
@@ -189,11 +206,13 @@ class SGPORewardManager(RewardManagerBase):
             "acc": 1.0 if correct else 0.0,
             "pred": (grade.extracted_answer or "") if grade else "",
             "grade_timeout": int(bool(grade and grade.timed_out)),
+            "truncated": int(not trajectory.finished),
             "malformed_row": int(malformed),
             "group_state": group_state,
             "judge_called": int(verdict is not None),
             "judged": int(judged),
-            "judge_failed": int(verdict is not None and not verdict.judged),
+            "judge_failed": int(verdict is not None and not verdict.judged and not verdict.no_signal),
+            "judge_no_signal": int(bool(verdict and verdict.no_signal)),
             "judge_timeout": int(bool(verdict and verdict.timed_out)),
             "judge_parse_error": int(bool(verdict and verdict.parse_failed)),
             "first_error_step": verdict.first_error_step if judged else None,

@@ -63,8 +63,13 @@ def trainer_config(model_dir: Path, *overrides: str):
     )
 
 
-def trajectory(tokenizer, response: str, uid: str, split: str = "train", ground_truth: str | None = "35") -> DataProto:
-    """One trajectory as verl's agent loop passes it to ``RewardLoopWorker.compute_score``."""
+def trajectory(
+    tokenizer, response: str, uid: str, split: str = "train", ground_truth: str | None = "35", session_id=None
+) -> DataProto:
+    """One trajectory as verl's agent loop passes it to ``RewardLoopWorker.compute_score``.
+
+    ``session_id`` is the member's index in its group, which verl 0.9.1's V1 agent loop adds to the row.
+    """
     prompt_ids = torch.tensor(tokenizer.apply_chat_template([{"role": "user", "content": PROBLEM}], tokenize=True,
                                                             add_generation_prompt=True, return_dict=False))
     response_ids = torch.tensor(tokenizer.encode(response + tokenizer.eos_token, add_special_tokens=False))
@@ -77,6 +82,8 @@ def trajectory(tokenizer, response: str, uid: str, split: str = "train", ground_
         "uid": uid,
         "raw_prompt": [{"role": "user", "content": PROBLEM}],
     }
+    if session_id is not None:
+        fields["session_id"] = session_id
     return DataProto.from_dict(
         tensors={
             "prompts": prompt_ids.unsqueeze(0),
@@ -112,8 +119,8 @@ def test_loaded_by_verls_load_reward_manager_and_scored_through_run_single(tiny_
         assert results[name]["reward_score"] == pytest.approx(BAND * logistic(rts))
     # the estimator decodes exactly what the manager encoded
     scores = torch.tensor([results[n]["reward_score"] for n in ("correct", "wrong_at_2", "wrong_at_1")])
-    correct, graded = decode_rewards(scores, BAND)
-    assert correct.tolist() == [True, False, False]
+    correct, judged, graded = decode_rewards(scores, BAND)
+    assert correct.tolist() == [True, False, False] and judged.tolist() == [False, True, True]
     assert graded[1].item() == pytest.approx(logistic(0.5), rel=1e-6)
     manager.grader.close()
 
@@ -153,6 +160,88 @@ def test_judge_scope_off_gives_binary_rewards(tiny_model_dir, tokenizer):
     assert [r["reward_score"] for r in results] == [0.0] * 4
     assert all(r["reward_extra_info"]["judge_called"] == 0 for r in results)
     manager.grader.close()
+
+
+def test_default_scope_judges_only_the_wrong_members_of_all_negative_groups(tiny_model_dir, tokenizer):
+    # The default judge_scope in one process (a local rendezvous, no Ray): the wrong members of a mixed
+    # group are never sent to the judge, those of an all-negative group all are.
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir), tokenizer)
+    assert manager.settings.judge_scope == "all_negative_groups"
+    jobs = [(uid, index, name) for uid in ("mixed", "all_negative") for index, name in enumerate(GROUPS[uid])]
+    random.Random(1).shuffle(jobs)
+
+    async def score():
+        return await asyncio.gather(*(manager.run_single(trajectory(tokenizer, RESPONSES[name], uid, session_id=index))
+                                      for uid, index, name in jobs))
+
+    results = asyncio.run(score())
+    manager.grader.close()
+    for (uid, _, name), result in zip(jobs, results):
+        info = result["reward_extra_info"]
+        assert info["judge_called"] == int(uid == "all_negative"), (uid, name, info)
+        assert info["group_state"] == ("mixed" if uid == "mixed" else "all_negative")
+        if uid == "all_negative":
+            assert info["judged"] == 1 and info["rts"] == (0.5 if name == "wrong_at_2" else 0.0)
+
+
+def test_a_retried_member_does_not_complete_its_group_early(tiny_model_dir, tokenizer):
+    # Member 1 of a group of 4 is reported twice (a retried trajectory). Counting reports, the group
+    # would settle all-negative at the fourth report and be judged before its correct member arrives.
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir), tokenizer)
+
+    async def score():
+        wrong = [asyncio.create_task(manager.run_single(trajectory(tokenizer, RESPONSES["wrong_at_2"], "r",
+                                                                   session_id=member)))
+                 for member in (0, 1, 1, 2)]
+        await asyncio.sleep(1.0)
+        correct = await manager.run_single(trajectory(tokenizer, RESPONSES["correct"], "r", session_id=3))
+        return await asyncio.gather(*wrong), correct
+
+    wrong, correct = asyncio.run(score())
+    manager.grader.close()
+    assert correct["reward_score"] == 1.0
+    for result in wrong:
+        assert result["reward_extra_info"]["group_state"] == "mixed"
+        assert result["reward_extra_info"]["judge_called"] == 0 and result["reward_score"] == 0.0
+
+
+def test_a_response_cut_off_at_the_length_limit_earns_nothing_for_no_error_found(tiny_model_dir, tokenizer):
+    # Cut off before its final answer, with no error in what it wrote: "no error found" must not earn the
+    # best grade a wrong answer can get (RTS 1, g = 0.92). The same text ended on its own is judged so.
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    unfinished = "3 + 4 = 7\n7 * 5 = 35\nso the answer is"
+    length = len(tokenizer.encode(unfinished + tokenizer.eos_token, add_special_tokens=False))
+    results = {}
+    for limit in (length, length + 1):
+        config = trainer_config(tiny_model_dir, "reward.sgpo.judge_scope=all_wrong",
+                                f"actor_rollout_ref.rollout.response_length={limit}")
+        manager = load_reward_manager(config, tokenizer)
+        results[limit] = asyncio.run(manager.run_single(trajectory(tokenizer, unfinished, f"t{limit}")))
+        manager.grader.close()
+    cut, ended = results[length], results[length + 1]
+    assert cut["reward_extra_info"]["truncated"] == 1 and ended["reward_extra_info"]["truncated"] == 0
+    assert (cut["reward_score"], cut["reward_extra_info"]["judged"]) == (0.0, 0)
+    assert (cut["reward_extra_info"]["judge_no_signal"], cut["reward_extra_info"]["judge_failed"]) == (1, 0)
+    assert ended["reward_extra_info"]["rts"] == 1.0
+    assert ended["reward_score"] == pytest.approx(BAND * logistic(1.0))
+
+
+def test_an_error_in_a_cut_off_response_is_still_graded(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    length = len(tokenizer.encode(RESPONSES["wrong_at_2"] + tokenizer.eos_token, add_special_tokens=False))
+    config = trainer_config(tiny_model_dir, "reward.sgpo.judge_scope=all_wrong",
+                            f"actor_rollout_ref.rollout.response_length={length}")
+    manager = load_reward_manager(config, tokenizer)
+    result = asyncio.run(manager.run_single(trajectory(tokenizer, RESPONSES["wrong_at_2"], "e")))
+    manager.grader.close()
+    info = result["reward_extra_info"]
+    assert (info["truncated"], info["judged"], info["rts"]) == (1, 1, 0.5)
 
 
 def test_invalid_reward_settings_fail_at_start_up_naming_the_key(tiny_model_dir, tokenizer):
@@ -219,6 +308,38 @@ def test_only_all_negative_groups_are_judged_across_concurrent_reward_workers(ti
             assert info["group_state"] == ("incomplete" if uid == "incomplete" else "mixed")
     # the incomplete group is released by its bound, not held forever
     assert GROUP_WAIT_S <= elapsed < GROUP_WAIT_S + 90
+    check_advantages_of_scored_groups(config, jobs, results)
+
+
+def check_advantages_of_scored_groups(config, jobs, results) -> None:
+    """The rewards the manager produced, through verl's ``compute_advantage`` with the ``sgpo`` estimator:
+    all-negative advantages ordered like the graded values, not-judged members zero, mixed groups equal
+    to verl's ``grpo`` on the binary outcomes."""
+    from sgpo_batches import outcome_batch
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    rewards = [result["reward_score"] for result in results]
+    uids = [uid for uid, _, _ in jobs]
+
+    def advantages(estimator: str, scores: list[float]) -> torch.Tensor:
+        token_rewards, mask, index = outcome_batch(scores, uids)
+        batch = DataProto.from_dict(tensors={"token_level_rewards": token_rewards, "response_mask": mask},
+                                    non_tensors={"uid": index})
+        return compute_advantage(batch, adv_estimator=estimator, config=config.algorithm).batch["advantages"][:, 0]
+
+    sgpo = advantages("sgpo", rewards)
+    grpo_binary = advantages("grpo", [float(r >= 1.0) for r in rewards])
+    for uid in GROUPS:
+        rows = [i for i, (u, _, _) in enumerate(jobs) if u == uid]
+        if uid == "all_negative":
+            graded = [results[i]["reward_extra_info"]["graded_value"] for i in rows]
+            order = sorted(range(len(rows)), key=lambda k: graded[k])
+            assert all(sgpo[rows[a]] <= sgpo[rows[b]] for a, b in zip(order, order[1:]))
+            assert sgpo[rows[order[-1]]] > 0 > sgpo[rows[order[0]]], "spread in the graded values must teach"
+        elif uid == "incomplete":
+            assert torch.all(sgpo[rows] == 0), "members that were not judged carry no signal"
+        else:
+            torch.testing.assert_close(sgpo[rows], grpo_binary[rows])
 
 
 # ----------------------------------------------------------------------------------------------------

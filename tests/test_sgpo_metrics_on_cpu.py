@@ -81,10 +81,11 @@ def test_usable_signal_needs_min_spread_and_two_judged_members():
 
 
 def test_grading_time_outs_and_malformed_rows_are_counted():
-    infos = [info(grade_timeout=1), info(grade_timeout=1), info(malformed=1), info()]
+    infos = [info(grade_timeout=1), info(grade_timeout=1), info(malformed=1), {**info(), "judge_no_signal": 1}]
     metrics = sgpo_step_metrics(["a"] * 4, torch.zeros(4), infos, SGPOConfig())
     assert metrics["sgpo/grade/timeouts"] == 2
     assert metrics["sgpo/rows/malformed"] == 1
+    assert metrics["sgpo/judge/no_signal"] == 1 and metrics["sgpo/judge/failures"] == 0
 
 
 def test_advantage_metrics_count_what_all_negative_groups_received():

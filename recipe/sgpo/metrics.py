@@ -28,6 +28,9 @@ sgpo/judge/judged                               ... that came back with a usable
 sgpo/judge/failures                             ... that failed (any reason)
 sgpo/judge/timeouts                             ... that ran out of time
 sgpo/judge/parse_failures                       ... whose answer had no valid verdict
+sgpo/judge/no_signal                            ... that found no error where that carries no signal
+                                                (response cut off at the length limit, or only its
+                                                leading steps shown): not judged, not a failure
 sgpo/judge/latency_s/mean, .../max              seconds per judge call (called responses)
 sgpo/grade/timeouts                             gradings that hit their time bound (scored wrong)
 sgpo/groups/incomplete_responses                wrong responses whose group never completed in time
@@ -107,6 +110,7 @@ def sgpo_step_metrics(
         "sgpo/judge/failures": _count(infos, "judge_failed"),
         "sgpo/judge/timeouts": _count(infos, "judge_timeout"),
         "sgpo/judge/parse_failures": _count(infos, "judge_parse_error"),
+        "sgpo/judge/no_signal": _count(infos, "judge_no_signal"),
         "sgpo/judge/latency_s/mean": float(np.mean(latencies)) if latencies else 0.0,
         "sgpo/judge/latency_s/max": float(np.max(latencies)) if latencies else 0.0,
         "sgpo/grade/timeouts": _count(infos, "grade_timeout"),
