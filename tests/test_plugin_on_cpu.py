@@ -35,6 +35,32 @@ def test_entry_point_registers_on_import_verl(tmp_path):
     assert result.stdout.strip() == "registered"
 
 
+def test_recipe_is_a_namespace_shared_with_other_recipes(tmp_path, repo_root):
+    # TransferQueue installs a `recipe/` folder (recipe.simple_use_case) into site-packages, and
+    # verl-recipe is used as a `recipe/` tree on PYTHONPATH (recipe.dapo, ...): ours must import beside
+    # both in one process, in both orders, and from both the installed package and the checkout.
+    other = tmp_path / "verl_recipe_checkout"
+    (other / "recipe" / "dapo").mkdir(parents=True)
+    (other / "recipe" / "dapo" / "__init__.py").write_text("NAME = 'dapo'\n")
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+        names = sys.argv[1:]
+        mods = [importlib.import_module(n) for n in names]
+        import recipe.sgpo.advantage, recipe.cpu_backend
+        print(mods[names.index("recipe.dapo")].NAME, recipe.sgpo.advantage.ESTIMATOR_NAME)
+        """
+    )
+    assert not (repo_root / "recipe" / "__init__.py").exists(), "a regular `recipe` package shadows the others"
+    for cwd in (tmp_path, repo_root):
+        for order in (["recipe.dapo", "recipe.simple_use_case"], ["recipe.simple_use_case", "recipe.dapo"]):
+            env = {**os.environ, "PYTHONPATH": f"{other}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+            result = subprocess.run([sys.executable, "-c", code, *order], capture_output=True, text=True,
+                                    env=env, cwd=cwd, timeout=300)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert result.stdout.split()[-2:] == ["dapo", "sgpo"]
+
+
 def test_external_modules_fallback_without_entry_points(repo_root):
     disabled = {"VERL_USE_EXTERNAL_PLUGINS": "none", "VERL_USE_EXTERNAL_MODULES": ""}
     assert run_python(PROBE, disabled, cwd=repo_root).stdout.strip() == "missing"
