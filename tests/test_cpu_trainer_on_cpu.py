@@ -177,7 +177,8 @@ def test_cpu_platform_and_registrations_load_only_when_asked(repo_root):
         "from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY\n"
         "from verl.utils.device import get_device_name, get_nccl_backend\n"
         "print(PlatformRegistry.get('cpu') is not None, 'transformers' in RolloutReplicaRegistry._registry,\n"
-        "      'cpu_sync' in TRAINER_REGISTRY, 'recipe.cpu_backend.rollout' in sys.modules)\n"
+        "      'cpu_sync' in TRAINER_REGISTRY and 'sgpo_cpu_sync' in TRAINER_REGISTRY,\n"
+        "      'recipe.cpu_backend.rollout' in sys.modules)\n"
         "if PlatformRegistry.get('cpu') is not None: print(get_device_name(), get_nccl_backend())\n"
     )
     asked = subprocess.run([sys.executable, "-c", probe], env=_cpu_env(), capture_output=True, text=True, cwd=repo_root)
@@ -188,6 +189,21 @@ def test_cpu_platform_and_registrations_load_only_when_asked(repo_root):
     not_asked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=repo_root)
     assert not_asked.returncode == 0, not_asked.stderr[-3000:]
     assert not_asked.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_cpu_sync_is_plain_verl_sync_and_sgpo_layers_its_metrics_on_top(repo_root):
+    probe = (
+        "import verl\n"
+        "from verl.trainer.ppo.v1 import get_trainer_cls\n"
+        "from recipe.sgpo.trainer import SGPOMetricsMixin\n"
+        "from recipe.cpu_backend.trainer import CPUWorkerMixin\n"
+        "cpu, sgpo_cpu, sync = (get_trainer_cls(m) for m in ('cpu_sync', 'sgpo_cpu_sync', 'sync'))\n"
+        "print(issubclass(cpu, sync), issubclass(cpu, CPUWorkerMixin), issubclass(cpu, SGPOMetricsMixin),\n"
+        "      issubclass(sgpo_cpu, cpu), issubclass(sgpo_cpu, SGPOMetricsMixin))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=_cpu_env(), capture_output=True, text=True, cwd=repo_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "True", "False", "True", "True"]
 
 
 def _server(model_dir: Path, response_length: int = 12):

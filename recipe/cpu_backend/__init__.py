@@ -1,7 +1,8 @@
 """A CPU backend for verl 0.9.1, through verl's extension points only.
 
 Loaded only when asked for: ``recipe/sgpo/plugin.py`` calls :func:`register` when ``VERL_PLATFORM=cpu``
-(the variable that also makes verl pick the platform). GPU runs never import this package.
+(the variable that also makes verl pick the platform). Other runs import only this file, for
+:func:`requested`, which imports nothing else; the backend's modules stay unloaded.
 
 What :func:`register` adds to verl's registries:
 
@@ -12,7 +13,7 @@ platform ``cpu`` (gloo)    ``PlatformRegistry.register``                        
 FSDP engines on ``cpu``    ``EngineRegistry.register``                          ``trainer.device=cpu``
 rollout ``transformers``   ``RolloutReplicaRegistry.register`` + the rollout    ``rollout.name=transformers``
                            class table read by ``get_rollout_class``
-trainer ``cpu_sync``       ``register_trainer``                                 ``trainer.v1.trainer_mode``
+trainer ``cpu_sync``       ``register_trainer`` (verl's ``sync`` + gloo worker)  ``trainer.v1.trainer_mode``
 =========================  ===================================================  ==========================
 
 The remaining settings are plain config keys, collected in ``recipe/sgpo/config/platform/cpu.yaml``
@@ -36,7 +37,6 @@ def requested() -> bool:
 def register() -> None:
     """Register the platform, engines, rollout and trainer mode with verl (idempotent)."""
     import recipe.cpu_backend.platform  # noqa: F401  registers the platform (before anything resolves it)
-    import recipe.sgpo.trainer  # noqa: F401  sgpo_sync, the base of cpu_sync
     import recipe.cpu_backend.trainer  # noqa: F401  registers trainer mode cpu_sync
     from recipe.cpu_backend.engine import register_engines
     from recipe.cpu_backend.rollout import register_rollout

@@ -1,15 +1,16 @@
-"""The ``cpu_sync`` trainer mode: the SGPO sync trainer with a gloo-initialised worker.
+"""The ``cpu_sync`` trainer mode: verl's ``sync`` trainer with a gloo-initialised worker.
 
-Selected with ``trainer.v1.trainer_mode=cpu_sync`` (registered through verl's ``register_trainer``; the
-``platform=cpu`` config sets it). It is the recipe's ``sgpo_sync`` (``recipe/sgpo/trainer.py``: verl's
-``sync`` trainer plus the ``sgpo/...`` metrics) with one addition: **the worker starts a gloo process
-group.** verl's ``TrainingWorker`` initialises torch.distributed with ``"cpu:gloo,<device>:<backend>"``;
-with device ``cpu`` that is ``"cpu:gloo,cpu:gloo"``, which torch rejects (duplicate device type).
-:class:`CPUActorRolloutRefWorker` initialises plain ``gloo`` first (verl skips its own call when a group
-exists); everything else is verl's worker.
+Registered through verl's ``register_trainer`` as ``cpu_sync``: plain verl ``sync`` on the CPU, nothing
+of SGPO in it. The recipe layers its ``sgpo/...`` metrics on top the way it does for every GPU mode
+(``recipe/sgpo/trainer.py`` registers ``sgpo_cpu_sync``, which ``platform=cpu`` selects). The one change
+to verl's trainer: **the worker starts a gloo process group.** verl's ``TrainingWorker`` initialises
+torch.distributed with ``"cpu:gloo,<device>:<backend>"``; with device ``cpu`` that is
+``"cpu:gloo,cpu:gloo"``, which torch rejects (duplicate device type). :class:`CPUActorRolloutRefWorker`
+initialises plain ``gloo`` first (verl skips its own call when a group exists); everything else is verl's
+worker.
 
-verl compares ``trainer.v1.trainer_mode`` with ``"sync"`` in several places (replay buffer, weight sync);
-``sgpo_sync``'s ``__init__``, inherited here, writes ``sync`` back into the config before verl reads it.
+verl compares ``trainer.v1.trainer_mode`` with ``"sync"`` in several places (replay buffer, weight sync),
+so the trainer writes ``sync`` back into the config before verl's ``__init__`` reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 
 import ray
+from omegaconf import open_dict
 from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
 from verl.utils.distributed import initialize_global_process_group_ray
@@ -26,9 +28,9 @@ from recipe.cpu_backend.platform import use_all_cores
 
 logger = logging.getLogger("sgpo.cpu_backend.trainer")
 
-#: ``trainer.v1.trainer_mode`` of this trainer, and the recipe's sync mode it extends.
+#: ``trainer.v1.trainer_mode`` of this trainer, and verl's mode it extends.
 TRAINER_MODE = "cpu_sync"
-SGPO_SYNC_MODE = "sgpo_sync"
+BASE_MODE = "sync"
 #: The collective backend of the CPU worker's process group.
 CPU_PROCESS_GROUP_BACKEND = "gloo"
 
@@ -53,14 +55,17 @@ class CPUWorkerMixin:
 
 
 def _register_cpu_trainer() -> None:
-    """Register ``cpu_sync`` on top of the recipe's ``sgpo_sync`` (recipe/sgpo/trainer.py)."""
+    """Register ``cpu_sync``: verl's ``sync`` trainer with :class:`CPUWorkerMixin` (idempotent)."""
     if TRAINER_MODE in TRAINER_REGISTRY:
         return
-    import recipe.sgpo.trainer  # noqa: F401  registers sgpo_sync
+    base = get_trainer_cls(BASE_MODE)
 
-    # sgpo_sync's __init__ already writes verl's "sync" back into trainer.v1.trainer_mode
-    trainer_cls = type("CPUSyncTrainer", (CPUWorkerMixin, get_trainer_cls(SGPO_SYNC_MODE)), {})
-    trainer_cls.__module__ = __name__
+    def __init__(self, config, *args, **kwargs):
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = BASE_MODE  # verl's code compares the mode string
+        base.__init__(self, config, *args, **kwargs)
+
+    trainer_cls = type("CPUSyncTrainer", (CPUWorkerMixin, base), {"__init__": __init__, "__module__": __name__})
     register_trainer(TRAINER_MODE)(trainer_cls)
 
 

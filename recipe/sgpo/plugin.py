@@ -22,7 +22,8 @@ def register() -> None:
     """Import the modules whose decorators register SGPO with verl's registries (idempotent)."""
     # CPU backend (recipe/cpu_backend): only when this process runs verl on the CPU (VERL_PLATFORM=cpu,
     # inherited by every Ray actor). First: it registers the `cpu` platform, which must happen before
-    # anything below imports a verl module that resolves the platform. GPU runs never import it.
+    # anything below imports a verl module that resolves the platform. Other runs import only its
+    # __init__ (for requested(), which imports nothing).
     import recipe.cpu_backend
 
     if recipe.cpu_backend.requested():
@@ -30,14 +31,10 @@ def register() -> None:
 
     import recipe.sgpo.advantage  # noqa: F401  registers algorithm.adv_estimator=sgpo
 
-    try:
-        import reward.manager  # noqa: F401  registers reward.reward_manager.name=sgpo
-    except ModuleNotFoundError as error:
-        if error.name != "reward.manager":
-            raise
+    import reward.manager  # noqa: F401  registers reward.reward_manager.name=sgpo
 
     # Last: importing verl's V1 trainers resolves verl's platform, which the CPU backend must precede.
-    import recipe.sgpo.trainer  # noqa: F401  registers trainer.v1.trainer_mode=sgpo_sync (and the async modes)
+    import recipe.sgpo.trainer  # noqa: F401  registers trainer.v1.trainer_mode=sgpo_sync (the async modes, sgpo_cpu_sync)
 
 
 try:

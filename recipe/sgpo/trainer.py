@@ -7,6 +7,7 @@ we register, for each of verl's modes, a subclass whose ``_compute_metrics`` als
 ids, encoded rewards, reward extra info and advantages from TransferQueue and logs the SGPO metrics::
 
     trainer.v1.trainer_mode=sgpo_sync            (the yaml's default; also sgpo_colocate_async, sgpo_separate_async)
+    trainer.v1.trainer_mode=sgpo_cpu_sync        (platform=cpu: the CPU backend's cpu_sync, when it is loaded)
 
 verl compares ``trainer_mode`` with ``"sync"`` in many places, so each subclass writes its base mode back
 into the config before verl's ``__init__`` reads it: the run behaves exactly like verl's own mode.
@@ -24,6 +25,8 @@ logger = logging.getLogger("sgpo.trainer")
 
 #: verl's V1 trainer modes we wrap, and the prefix of our registered names.
 BASE_TRAINER_MODES = ("sync", "colocate_async", "separate_async")
+#: Modes wrapped when something registered them before this module was imported (the CPU backend's).
+OPTIONAL_BASE_MODES = ("cpu_sync",)
 TRAINER_MODE_PREFIX = "sgpo_"
 
 #: TransferQueue fields the metrics need (written by verl's agent loop, reward loop and advantage step).
@@ -76,7 +79,8 @@ def _register_sgpo_trainers() -> None:
     from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
     from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY
 
-    for base_mode in BASE_TRAINER_MODES:
+    present = [mode for mode in OPTIONAL_BASE_MODES if mode in TRAINER_REGISTRY]
+    for base_mode in (*BASE_TRAINER_MODES, *present):
         name = TRAINER_MODE_PREFIX + base_mode
         if name in TRAINER_REGISTRY:
             continue
