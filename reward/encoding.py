@@ -35,6 +35,12 @@ from typing import NamedTuple
 
 import torch
 
+#: Where the band ``c`` is set (the estimator's key; the reward manager reads the same key).
+BAND_KEY = "algorithm.sgpo.reward_band"
+
+#: The band's default when a config leaves the key out (the shipped yaml sets the same value).
+DEFAULT_REWARD_BAND = 0.5
+
 #: Encoded reward of a correct response. Correctness is decided by ``r >= CORRECT_REWARD``.
 CORRECT_REWARD = 1.0
 
@@ -52,7 +58,7 @@ GRADED_FLOOR = 1e-6
 GRADED_CEILING = 1.0 - 1e-6
 
 
-def validate_band(reward_band: float, key: str = "algorithm.sgpo.reward_band") -> float:
+def validate_band(reward_band: float, key: str = BAND_KEY) -> float:
     """Return ``reward_band`` as a float if ``0 < c < 1``, else raise ``ValueError`` naming ``key``."""
     try:
         band = float(reward_band)

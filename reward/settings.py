@@ -10,17 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from reward.encoding import validate_band
+from reward.encoding import DEFAULT_REWARD_BAND, validate_band
 from reward.settings_base import config_get, section_values
 
 CONFIG_PREFIX = "reward.sgpo"
-BAND_KEY = "algorithm.sgpo.reward_band"
 
 #: Which wrong responses are sent to the step-wise judge.
 JUDGE_SCOPES = ("all_negative_groups", "all_wrong", "off")
 
-#: Default band, the same as the estimator's default (recipe/sgpo/config.py).
-DEFAULT_REWARD_BAND = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class RewardSettings:
             raise ValueError(f"{CONFIG_PREFIX}.group_wait_s must be a positive number of seconds, got {self.group_wait_s!r}")
         if isinstance(self.train_splits, str) or not all(isinstance(s, str) for s in self.train_splits):
             raise ValueError(f"{CONFIG_PREFIX}.train_splits must be a list of split names, got {self.train_splits!r}")
-        validate_band(self.reward_band, key=BAND_KEY)
+        validate_band(self.reward_band)
 
     @property
     def judging(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reward.encoding import validate_band
+from reward.encoding import BAND_KEY, DEFAULT_REWARD_BAND, validate_band
 from reward.settings_base import config_get, require_number, settings_from_section
 
 #: Where the estimator's settings live in the trainer config; used in every error message.
@@ -44,14 +44,14 @@ class SGPOConfig:
             (same default), so that binary rewards give exactly verl's ``grpo`` advantages.
     """
 
-    reward_band: float = 0.5
+    reward_band: float = DEFAULT_REWARD_BAND
     min_spread: float = 1e-3
     negative_scale: float = 1.0
     apply_to: str = "all_negative"
     epsilon: float = 1e-6
 
     def __post_init__(self) -> None:
-        validate_band(self.reward_band, key=f"{CONFIG_PREFIX}.reward_band")
+        validate_band(self.reward_band, key=BAND_KEY)
         require_number(self.min_spread, f"{CONFIG_PREFIX}.min_spread", minimum=0.0)
         require_number(self.negative_scale, f"{CONFIG_PREFIX}.negative_scale", minimum=0.0)
         require_number(self.epsilon, f"{CONFIG_PREFIX}.epsilon", minimum=0.0)

@@ -1,6 +1,7 @@
 """The judge's contract: what the reward manager asks (`JudgeRequest`) and what it gets back (`Verdict`).
 
-Every backend implements :class:`Judge`. ``judge()`` never raises: a dead, slow or garbled backend gives
+:class:`reward.judge.core.StepJudge` implements :class:`Judge` for every backend (a backend itself only
+locates the first error: ``reward.judge.core.Backend``). ``judge()`` never raises: a dead, slow or garbled backend gives
 a `Verdict` with ``judged=False`` and a ``failure`` reason, within ``deadline_s`` plus
 ``reward.judge.core.DEADLINE_MARGIN_S``.
 """
