@@ -27,7 +27,7 @@ def test_processbench_metrics():
 def test_champ_labels_point_at_the_annotated_text():
     samples = champ_samples(JudgeConfig())
     assert len(samples) == 540 and sum(s.label is None for s in samples) == 96
-    from reward.steps import segment_response
+    from reward.judge.steps import segment_response
     import champ_dataset
 
     dataset = champ_dataset.load("v0")

@@ -10,7 +10,7 @@ import pytest
 
 from reward.judge.failures import EMPTY_RESPONSE, OUT_OF_RANGE, PARSE_ERROR, JudgeFailure
 from reward.judge.prompt import PromptTemplate, escape_quoted, parse_verdict, strip_reasoning
-from reward.steps import segment_response
+from reward.judge.steps import segment_response
 
 
 @pytest.mark.parametrize("output, expected", [

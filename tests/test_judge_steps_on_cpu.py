@@ -1,4 +1,4 @@
-"""Step segmentation (reward/steps.py): the default rule, protected LaTeX/code blocks, think parts, spans."""
+"""Step segmentation (reward/judge/steps.py): the default rule, protected LaTeX/code blocks, think parts, spans."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import champ_dataset
 import pytest
 
-from reward.steps import (
+from reward.judge.steps import (
     judged_prefix,
     judged_part,
     protected_spans,

@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from reward.judge import JudgeConfig, JudgeRequest, build_judge
-from reward.steps import segment_response
+from reward.judge.steps import segment_response
 
 #: Seed of the synthetic arithmetic set.
 ARITH_SEED = 1234

@@ -50,7 +50,7 @@ from reward.judge.failures import (
     JudgeFailure,
 )
 from reward.judge.grading import graded_value, step_rts, weighted_rts
-from reward.steps import Segmentation, judged_prefix, segment_response, segmentation_from_steps, step_weights
+from reward.judge.steps import Segmentation, judged_prefix, segment_response, segmentation_from_steps, step_weights
 
 #: Seconds ``judge()`` may return after ``deadline_s``. The deadline timer fires on the event loop, which
 #: then needs the GIL back from the text worker threads. CPython hands it over every 5 ms of bytecode; a
@@ -96,7 +96,7 @@ class Backend(Protocol):
 
 
 class DefaultSegmenter:
-    """Mixin: the default segmentation rule of :mod:`reward.steps` with the configured settings."""
+    """Mixin: the default segmentation rule of :mod:`reward.judge.steps` with the configured settings."""
 
     def __init__(self, config: JudgeConfig) -> None:
         self._steps = config.steps

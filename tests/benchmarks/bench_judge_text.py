@@ -4,7 +4,7 @@
         [--steps-file PATH]
 
 Functions timed (the real ones, imported):
-- ``segment``: ``reward.steps.segment_response`` with the default settings;
+- ``segment``: ``reward.judge.steps.segment_response`` with the default settings;
 - ``strip``: ``reward.judge.prompt.strip_reasoning`` (the judge's reasoning blocks removed);
 - ``parse``: ``reward.judge.prompt.parse_verdict`` on the same text followed by a ``VERDICT: 3`` line (a
   ``parse_error``, as for text inside an unclosed ``<think>``, is an ordinary outcome and timed the same).
@@ -16,8 +16,8 @@ prose (every split point lies inside it). The table gives seconds per KB at each
 largest size to that at 10 KB: about 1 for linear work, about 100 for quadratic work.
 
 A function is not run at a size (``-``) where even linear growth from the previous size would pass
-``--budget-s`` seconds per call: quadratic code would take hours at 1 MB. ``--steps-file`` times another version of ``reward/steps.py`` (for example
-an earlier one: ``git show <commit>:reward/steps.py > /tmp/old_steps.py``).
+``--budget-s`` seconds per call: quadratic code would take hours at 1 MB. ``--steps-file`` times another version of ``reward/judge/steps.py`` (for example
+an earlier one: ``git show <commit>:reward/judge/steps.py > /tmp/old_steps.py``).
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ SHAPES: dict[str, tuple[str, str]] = {
 
 
 def load_steps(path: str | None) -> ModuleType:
-    """``reward.steps``, or the version of it in the file ``path``."""
+    """``reward.judge.steps``, or the version of it in the file ``path``."""
     if path is None:
-        import reward.steps
+        import reward.judge.steps
 
-        return reward.steps
+        return reward.judge.steps
     spec = importlib.util.spec_from_file_location("steps_under_test", path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"--steps-file {path!r} is not a Python file; pass a copy of reward/steps.py")
+        raise SystemExit(f"--steps-file {path!r} is not a Python file; pass a copy of reward/judge/steps.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="input sizes in KB (the ratio column needs 10 and the largest)")
     parser.add_argument("--budget-s", type=float, default=20.0,
                         help="skip a size where one call would take longer than this (linear extrapolation)")
-    parser.add_argument("--steps-file", default=None, help="time this copy of reward/steps.py instead")
+    parser.add_argument("--steps-file", default=None, help="time this copy of reward/judge/steps.py instead")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--functions", nargs="+", default=["segment", "strip", "parse"],
                         choices=["segment", "strip", "parse"])

@@ -22,7 +22,7 @@ from reward.judge.config import CONFIG_PREFIX, JudgeConfig
 from reward.judge.core import DefaultSegmenter
 from reward.judge.failures import BACKEND_ERROR, EMPTY_RESPONSE, JudgeFailure
 from reward.judge.prompt import PromptTemplate, parse_verdict
-from reward.steps import Segmentation
+from reward.judge.steps import Segmentation
 
 
 def read_api_key(env_name: str | None, key: str) -> str | None:

@@ -32,7 +32,7 @@ from reward.judge.base import JudgeRequest
 from reward.judge.config import CONFIG_PREFIX, JudgeConfig
 from reward.judge.core import DefaultSegmenter
 from reward.judge.failures import BACKEND_ERROR, JudgeFailure
-from reward.steps import Segmentation
+from reward.judge.steps import Segmentation
 
 
 def first_below(probabilities: list[float], threshold: float, num_steps: int) -> int | None:

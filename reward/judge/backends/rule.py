@@ -2,7 +2,7 @@
 
 Steps are the lines of the judged part that contain ``a op b = c`` (integers; ``op`` one of ``+``, ``-``,
 ``*``, ``×``, ``x``, ``·``; a minus sign may be ``-`` or ``−``). Other lines are not steps; for the
-token-weighted RTS their text counts with the step before them (as separators do in :mod:`reward.steps`),
+token-weighted RTS their text counts with the step before them (as separators do in :mod:`reward.judge.steps`),
 and text before the first step counts with none. A step is wrong when any of its equations is false, or — with
 ``rule.check_reference_values`` (default) — when its result is not one of the reference solution's
 intermediate values (the right arithmetic on the wrong numbers). Text such as ``VERDICT: none`` inside the
@@ -16,7 +16,7 @@ import re
 
 from reward.judge.base import JudgeRequest
 from reward.judge.config import JudgeConfig
-from reward.steps import Segmentation, Step, judged_part, segmentation_from_steps
+from reward.judge.steps import Segmentation, Step, judged_part, segmentation_from_steps
 
 _NUMBER = r"[-−]?\d+"
 #: One equation ``a op b = c``. The look-behind keeps a match from starting inside a number: otherwise
