@@ -1,7 +1,7 @@
 """Data preparation: public math datasets (and a synthetic arithmetic task) -> verl parquet.
 
 ``python -m data_prep list`` shows what it knows; ``python -m data_prep write <names>`` writes
-``data/<name>/<split>.parquet`` with a manifest next to each file. See README "Data preparation".
+``data/<name>/<split>.parquet`` with a manifest next to each file. See docs/data_prep.md.
 
 Public API:
 

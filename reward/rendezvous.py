@@ -16,7 +16,7 @@ finishes generating. So the members of a group meet here, keyed by ``uid``:
   wait bound expires (then ``incomplete``: not judged, so a group whose members never all arrive —
   aborted trajectories, partial rollouts — cannot hang a worker).
 
-Trade-offs (see README "Judge scheduling"): the judge starts only after the slowest member of an
+Trade-offs (docs/reward_manager.md, "Judge scheduling"): the judge starts only after the slowest member of an
 all-negative group has been generated, so judge latency adds to the step instead of overlapping with
 generation for those groups; the bound must exceed the spread of generation times inside a group or
 early finishers go unjudged. ``judge_scope=all_wrong`` avoids both (no waiting) at the cost of judging

@@ -1,4 +1,4 @@
-"""Shared test helpers. Tests run on CPU against the real verl 0.9.1 wheel (see README: Tests)."""
+"""Shared test helpers. Tests run on CPU against the real verl 0.9.1 wheel (README "Tests")."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_
 
 Expected time on 2 cores with the defaults (measured on a machine shared with other jobs): 1-2 minutes
 of start-up (Ray, workers, rollout server), then 1.5-3.5 minutes per step with SmolLM2 (seconds with
-``--model tiny``); peak resident memory of the trainer's processes about 15 GiB (README: Training on CPU).
+``--model tiny``); peak resident memory of the trainer's processes about 15 GiB (docs/cpu_training.md).
 """
 
 from __future__ import annotations
