@@ -57,6 +57,22 @@ JUDGE_MODEL_NAME = "judge"
 #: step would spend minutes per judged response. An answer cut off before its verdict is a parse failure:
 #: the response is scored as not judged and training goes on.
 LLM_JUDGE_MAX_TOKENS = 256
+def _cpu_platform_sizes() -> dict[str, int]:
+    """The run sizes of ``config/platform/cpu.yaml``: the main job's defaults are that file's values, so
+    the CPU sizes have one home (the yaml, which every ``+platform=cpu`` run uses)."""
+    from omegaconf import OmegaConf
+
+    platform = OmegaConf.load(CONFIG_DIR / "platform" / "cpu.yaml")
+    return {
+        "batch_size": int(platform.data.train_batch_size),
+        "group_size": int(platform.actor_rollout_ref.rollout.n),
+        "response_length": int(platform.data.max_response_length),
+        "prompt_length": int(platform.data.max_prompt_length),
+    }
+
+
+CPU_SIZES = _cpu_platform_sizes()
+
 #: Trainer output that marks the start-up phases, in order (shown on the progress bar while waiting).
 PHASES = (
     ("ray init kwargs", "starting Ray"),
@@ -91,10 +107,10 @@ class DemoOptions:
     judge: str = "rule"
     model: str = "smollm2"
     seed: int = 0
-    batch_size: int = 4
-    group_size: int = 4
-    response_length: int = 128
-    prompt_length: int = 256
+    batch_size: int = CPU_SIZES["batch_size"]
+    group_size: int = CPU_SIZES["group_size"]
+    response_length: int = CPU_SIZES["response_length"]
+    prompt_length: int = CPU_SIZES["prompt_length"]
     train_size: int = 256
     val_size: int = 16
     max_ops: int = 3
