@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from reward.encoding import DEFAULT_REWARD_BAND, validate_band
-from reward.settings_base import config_get, section_values
+from reward.settings_base import config_get, require_choice, require_number, section_values
 
 CONFIG_PREFIX = "reward.sgpo"
 
@@ -50,14 +50,8 @@ class RewardSettings:
     judge: Any = None
 
     def __post_init__(self) -> None:
-        if self.judge_scope not in JUDGE_SCOPES:
-            raise ValueError(
-                f"{CONFIG_PREFIX}.judge_scope must be one of {', '.join(JUDGE_SCOPES)}; got {self.judge_scope!r}"
-            )
-        if isinstance(self.group_wait_s, bool) or not isinstance(self.group_wait_s, (int, float)) or not (
-            self.group_wait_s > 0
-        ):
-            raise ValueError(f"{CONFIG_PREFIX}.group_wait_s must be a positive number of seconds, got {self.group_wait_s!r}")
+        require_choice(self.judge_scope, f"{CONFIG_PREFIX}.judge_scope", JUDGE_SCOPES)
+        require_number(self.group_wait_s, f"{CONFIG_PREFIX}.group_wait_s", minimum=0.0, exclusive=True)
         if isinstance(self.train_splits, str) or not all(isinstance(s, str) for s in self.train_splits):
             raise ValueError(f"{CONFIG_PREFIX}.train_splits must be a list of split names, got {self.train_splits!r}")
         validate_band(self.reward_band)

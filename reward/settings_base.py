@@ -64,3 +64,9 @@ def require_int(value: Any, key: str, minimum: int) -> None:
         raise ValueError(f"{key} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{key} must be >= {minimum}, got {value}")
+
+
+def require_choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``key`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reward.encoding import BAND_KEY, DEFAULT_REWARD_BAND, validate_band
-from reward.settings_base import config_get, require_number, settings_from_section
+from reward.settings_base import config_get, require_choice, require_number, settings_from_section
 
 #: Where the estimator's settings live in the trainer config; used in every error message.
 CONFIG_PREFIX = "algorithm.sgpo"
@@ -55,10 +55,7 @@ class SGPOConfig:
         require_number(self.min_spread, f"{CONFIG_PREFIX}.min_spread", minimum=0.0)
         require_number(self.negative_scale, f"{CONFIG_PREFIX}.negative_scale", minimum=0.0)
         require_number(self.epsilon, f"{CONFIG_PREFIX}.epsilon", minimum=0.0)
-        if self.apply_to not in APPLY_TO_MODES:
-            raise ValueError(
-                f"{CONFIG_PREFIX}.apply_to must be one of {', '.join(APPLY_TO_MODES)}; got {self.apply_to!r}"
-            )
+        require_choice(self.apply_to, f"{CONFIG_PREFIX}.apply_to", APPLY_TO_MODES)
 
     @classmethod
     def from_algorithm_config(cls, algorithm_config: Any) -> "SGPOConfig":
