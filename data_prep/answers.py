@@ -17,8 +17,10 @@ Rules (the registry names one per dataset):
     OlympiadBench's ``final_answer``: a list of LaTeX strings, each with its ``$…$`` delimiters
     stripped, joined with ``", "`` (a multi-part answer keeps every part).
 ``boxed_in_solution``
-    The content of the last ``\\boxed{…}`` (or ``\\fbox{…}``) in the solution, braces balanced (MATH
-    train has no answer column).
+    The content of the last ``\\boxed{…}`` (or ``\\fbox{…}``) in the solution (MATH train has no answer
+    column), found by the grader's own extractor (``reward.answers.last_boxed``: balanced braces with
+    ``\\{ \\}`` escapes ignored, ``\\boxedfoo`` is another command, the brace-less ``\\boxed 5``), so
+    ground truth is unboxed by the rule that grades answers against it.
 
 A rule raises :class:`AnswerError` with the reason; the pipeline turns it into a bad-row error naming
 the dataset and row.
@@ -31,6 +33,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from reward.answers import last_boxed  # pure string functions: no grader processes are imported
+
 
 class AnswerError(ValueError):
     """The answer field cannot be normalised; the message says why."""
@@ -38,9 +42,6 @@ class AnswerError(ValueError):
 
 #: Decorations stripped around integer answers before parsing (degree marks, math delimiters).
 _INTEGER_DECORATIONS = re.compile(r"^\$+|\$+$|\^\s*\{?\\circ\}?|°|\\,|\s")
-
-#: Commands whose argument is a final answer in a worked solution, most specific first.
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
 def exact(value: Any) -> str:
@@ -92,35 +93,6 @@ def latex_list(value: Any) -> str:
             raise AnswerError(f"answer list {value!r} holds an empty part")
         parts.append(stripped)
     return ", ".join(parts)
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{…}``/``\\fbox{…}`` in ``text`` (braces balanced), or ``None``.
-
-    ``\\boxed 5`` (no braces) gives the token after the space, as in the MATH dataset's own code.
-    """
-    best_start, best_command = -1, ""
-    for command in _BOX_COMMANDS:
-        position = text.rfind(command)
-        if position > best_start:
-            best_start, best_command = position, command
-    if best_start < 0:
-        return None
-    rest = text[best_start + len(best_command) :]
-    if rest.startswith(" "):
-        token = rest[1:].split("$")[0].split()
-        return token[0] if token else None
-    if not rest.startswith("{"):
-        return None
-    depth = 0
-    for offset, char in enumerate(rest):
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return rest[1:offset]
-    return None
 
 
 def boxed_in_solution(solution: Any) -> str:

@@ -1,4 +1,4 @@
-"""The math-verify worker process of the outcome grader (reward/grader.py starts it; never import it).
+"""The math-verify worker process of the outcome grader (reward/grade_pool.py starts it; never import it).
 
 It runs as a plain subprocess (``python -c`` loading this file by path), not through ``multiprocessing``:
 no re-import of the parent's ``__main__`` (which breaks scripts without a ``__main__`` guard and costs a

@@ -1,72 +1,58 @@
 """The outcome grader: is a response's final answer equal to the reference answer?
 
 One grader for training, validation and evaluation, so every benchmark is scored the same way
-(the outcome ``o`` of the reward). For one response:
+(the outcome ``o`` of the reward). This module holds its settings (:class:`GraderConfig`), its verdict
+(:class:`GradeResult`), the verdict cache and counters, :class:`OutcomeGrader` and verl's
+``compute_score`` adapter. For one response:
 
-1. **Final answer.** The content of the last ``\\boxed{…}`` or ``\\fbox{…}`` (balanced braces,
-   escaped ``\\{ \\}`` ignored), searched only in the part of the response that
-   :attr:`GraderConfig.think_mode` selects (by default the text after ``</think>``). No box, an empty
-   box, a box cut off by the end of the response or a box longer than the limit → no final answer →
-   wrong. See :func:`extract_final_answer`.
-2. **Fast path, in-process.** A text wrapper around a whole answer, ``\\textbf{(A)}``, ``\\text{(1, 2)}``,
-   ``\\text{A}``, is removed on both sides (math-verify would read ``\\text{(1, 2)}`` as text, not as the
-   interval). Both answers are canonicalised conservatively (whitespace, ``$``,
-   ``\\left``/``\\right``, ``\\dfrac``); identical strings are equal, two plain integers are compared as
-   integers. Verdicts already computed (and comparisons that timed out) are served from an LRU cache.
-3. **math-verify, in a worker process with a hard time bound.** Otherwise both answers are parsed as
-   ``\\boxed{…}`` LaTeX by math-verify and compared with its ``verify`` (gold first), except where
-   math-verify is known to mark wrong answers correct: number bases, unit exponents, and parses that lost
-   part of an answer or merged symbols differing only in case are decided by stricter rules
-   (``method`` ``base``, ``unit``, ``strict``; ``reward/grade_worker.py`` lists them). math-verify can
-   hang on pathological LaTeX, and its own time-out uses ``signal.alarm``, which works only in a
-   process's main thread — verl's reward workers call scorers from threads of an asyncio Ray actor.
-   So comparisons run in a small pool of worker processes; a comparison that is not finished after
-   ``timeout_s`` has its worker killed (SIGKILL) and replaced, and counts as **wrong**, with
-   ``timed_out=True`` (``method="timeout"``).
+1. **Final answer** (``reward/answers.py``, pure): the content of the last ``\\boxed{…}`` or
+   ``\\fbox{…}`` in the part of the response that :attr:`GraderConfig.think_mode` selects (by default
+   the text after ``</think>``). No box, an empty box, a box cut off by the end of the response or a
+   box longer than the limit → no final answer → wrong.
+2. **Fast path, in-process** (``reward/answers.py``): text wrappers around a whole answer removed on
+   both sides, conservative canonical forms compared, plain integers compared as integers. Verdicts
+   already computed (and comparisons that timed out) are served from an LRU cache (here).
+3. **math-verify, in a worker process with a hard time bound** (``reward/grade_pool.py``, the killable
+   pool; ``reward/grade_worker.py``, the worker and the rules where math-verify's verdict is not
+   trusted: ``method`` ``base``, ``unit``, ``strict``). A comparison that is not finished after
+   ``timeout_s`` has its worker killed and replaced, and counts as **wrong**, with ``timed_out=True``
+   (``method="timeout"``).
 
-Time bound: the comparison itself (from the moment a worker takes it to the verdict) never lasts
-longer than ``timeout_s`` plus the time to kill the worker and wake the waiting thread (milliseconds).
-Before it, a call may wait for a free worker (``GradeResult.queue_s``, FIFO; on the first call and
-after a kill also for the worker to start), at most ``max_queue_s``: a call that has no running worker
-by then is given up, counts as wrong and is reported as a time-out (``method="queue_timeout"``,
-``timed_out=True``, not cached: the answer is not at fault). So
-``latency_s - queue_s <= timeout_s + overhead`` and ``latency_s <= max_queue_s + timeout_s + overhead``.
-A comparison that timed out is remembered (in the verdict cache) for its (answer, reference) pair, so a
-pathological answer repeated in a group or a later step costs one ``timeout_s``, not one each time.
+Time bound (the pool's docstring has the details): ``latency_s - queue_s <= timeout_s + overhead`` and
+``latency_s <= max_queue_s + timeout_s + overhead``; the overhead (killing a worker, waking the waiting
+thread) is milliseconds. A call that has no running worker within ``max_queue_s`` is given up, counts as
+wrong and is reported as a time-out (``method="queue_timeout"``, ``timed_out=True``, not cached: the
+answer is not at fault). A comparison that timed out is remembered (in the verdict cache) for its
+(answer, reference) pair, so a pathological answer repeated in a group or a later step costs one
+``timeout_s``, not one each time.
 
-Worker pool lifecycle: worker processes start lazily, on the first comparison that needs math-verify
-(0.4–1 s each: a new interpreter importing math-verify; :meth:`OutcomeGrader.warm_up` starts them
-ahead); a killed or crashed worker is replaced on the next call; :meth:`OutcomeGrader.close` (also run
-by the garbage collector and at interpreter exit) stops them all and reaps them (no zombies). Workers
-are plain subprocesses (``reward/grade_worker.py``), not ``multiprocessing`` children, so nothing
-depends on the parent's ``__main__`` or start method, and they are safe to start from a
-multi-threaded Ray actor. They exit by themselves when the parent dies (Linux ``PR_SET_PDEATHSIG``,
-end of their request pipe), so no worker outlives the grader's process. (``PR_SET_PDEATHSIG`` fires
-when the *thread* that started the worker ends; each worker is started by the pool thread that owns
-it, and those threads live until :meth:`OutcomeGrader.close`.)
+Worker processes start lazily (:meth:`OutcomeGrader.warm_up` starts them ahead);
+:meth:`OutcomeGrader.close` (also run by the garbage collector and at interpreter exit) stops them all
+and reaps them; they die with the grader's process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Mapping
 
+from reward.answers import (
+    DEFAULT_MAX_ANSWER_CHARS,
+    THINK_MODES,
+    exact_verdict,
+    extract_final_answer,
+    reference_answer,
+    unwrap_text_wrapper,
+)
+from reward.grade_pool import WORKER_START_TIMEOUT_S, ComparisonOutcome, ComparisonRequest, WorkerPool
 from reward.settings_base import require_int, require_number, settings_from_section
 
 logger = logging.getLogger(__name__)
@@ -74,36 +60,8 @@ logger = logging.getLogger(__name__)
 #: Where the grader's settings live in the trainer config; used in every error message.
 CONFIG_PREFIX = "reward.sgpo.grader"
 
-THINK_MODES = ("auto", "required", "ignore")
-
-#: Seconds a new worker may take to start and import math-verify before it is given up on (the call
-#: that needed it then gets ``method="error"``). About 1 s on an idle 2-core machine; generous
-#: because a node may be busy loading models when the first reward is computed.
-WORKER_START_TIMEOUT_S = 120.0
-
-#: Seconds to wait for a worker to exit after a polite stop (``close``) or after SIGKILL.
-WORKER_EXIT_WAIT_S = 5.0
-
-#: How often a comparison is retried on a fresh worker when its worker process died under it.
-WORKER_DEATH_RETRIES = 1
-
-#: Plain integers up to this many digits are compared in-process; longer digit strings go to
-#: math-verify (Python refuses to convert very long digit strings to int).
-MAX_FAST_INTEGER_DIGITS = 100
-
 #: How many "bad reference answer" warnings are logged per process (then they are only counted).
 MAX_BAD_INPUT_WARNINGS = 10
-
-#: Text commands whose group around a whole answer is removed before comparing (``\\textbf{(A)}`` → ``(A)``).
-_TEXT_WRAPPER_COMMANDS = ("text", "textbf", "textrm", "textit", "textnormal", "mathrm", "mbox")
-
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-_BRACE_TOKEN = re.compile(r"\\[\\{}]|[{}]")  # \\ \{ \} are not grouping braces; { } are
-_BRACELESS_ANSWER = re.compile(r"[^\s$]+")  # `\boxed 5$`: the answer runs to whitespace or `$`
-_INTEGER = re.compile(rf"-?\d{{1,{MAX_FAST_INTEGER_DIGITS}}}")
-_TEXT_WRAPPER = re.compile(r"\\(?:" + "|".join(_TEXT_WRAPPER_COMMANDS) + r")\s*(?=\{)")
-_CHOICE_LETTER = re.compile(r"[A-Za-z]")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,7 +121,7 @@ class GraderConfig:
 
     timeout_s: float = 5.0
     num_workers: int = 2
-    max_answer_chars: int = 1000
+    max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS
     think_mode: str = "auto"
     exact_match_first: bool = True
     cache_size: int = 10_000
@@ -225,471 +183,8 @@ class GradeResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Final-answer extraction and the in-process fast path
+# Counters and the verdict cache
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Extraction:
-    """What :func:`extract_final_answer` found: ``answer`` (None if unusable) and why (``reason``)."""
-
-    answer: str | None
-    reason: str  # "found", "no_answer" or "too_long"
-
-
-def extract_final_answer(response: str, think_mode: str = "auto", max_chars: int = 1000) -> Extraction:
-    """Find the final answer: the content of the last ``\\boxed`` / ``\\fbox`` in the graded text.
-
-    The graded text is chosen by ``think_mode`` (see :class:`GraderConfig`). The *last occurrence* of
-    ``\\boxed`` or ``\\fbox`` (not followed by a letter) is the final answer — several boxes → the last;
-    nested boxes → the innermost, which is the last occurrence. Its argument is ``{…}`` with balanced
-    braces (``\\{``, ``\\}`` and ``\\\\`` do not count), or, LaTeX's brace-less form ``\\boxed 5``, the
-    run of characters up to the next whitespace or ``$``. Only that one occurrence is considered:
-    if it is empty or never closed (the response was cut off while answering) there is no final
-    answer — an earlier box would be a draft, not the answer. Cost: C-speed searches over the
-    response plus a Python scan of at most ``max_chars`` characters, whatever the response length.
-    """
-    text = _graded_text(response, think_mode)
-    if text is None:
-        return Extraction(None, "no_answer")
-    start = _last_box_argument_start(text)
-    if start is None:
-        return Extraction(None, "no_answer")
-    while start < len(text) and text[start].isspace():
-        start += 1
-    if start >= len(text):
-        return Extraction(None, "no_answer")
-    if text[start] != "{":
-        match = _BRACELESS_ANSWER.match(text, start, min(len(text), start + max_chars + 1))
-        answer = match.group(0) if match else ""
-        if len(answer) > max_chars:
-            return Extraction(None, "too_long")
-        return _found(answer)
-    depth = 0
-    window_end = min(len(text), start + max_chars + 2)  # content plus its two braces
-    for token in _BRACE_TOKEN.finditer(text, start, window_end):
-        brace = token.group(0)
-        if brace == "{":
-            depth += 1
-        elif brace == "}":
-            depth -= 1
-            if depth == 0:
-                return _found(text[start + 1 : token.start()])
-    return Extraction(None, "too_long" if window_end < len(text) else "no_answer")
-
-
-def _found(answer: str) -> Extraction:
-    answer = answer.strip()
-    return Extraction(answer, "found") if answer else Extraction(None, "no_answer")
-
-
-def _graded_text(response: str, think_mode: str) -> str | None:
-    """The part of ``response`` that may hold the final answer, or None when it cannot hold one."""
-    if think_mode == "ignore":
-        return response
-    close = response.rfind(_THINK_CLOSE)
-    if close >= 0:
-        return response[close + len(_THINK_CLOSE) :]
-    if think_mode == "required" or _THINK_OPEN in response:
-        return None  # reasoning never finished, so the model never gave its answer
-    return response
-
-
-def _last_box_argument_start(text: str) -> int | None:
-    """Index just after the last ``\\boxed`` / ``\\fbox`` command in ``text`` (None if there is none)."""
-    best = None
-    for command in _BOX_COMMANDS:
-        end = len(text)
-        while True:
-            at = text.rfind(command, 0, end)
-            if at < 0:
-                break
-            after = at + len(command)
-            if after >= len(text) or not text[after].isalpha():  # `\boxedfoo` is another command
-                if best is None or after > best:
-                    best = after
-                break
-            end = at
-    return best
-
-
-_SPACING_COMMANDS = re.compile(r"\\[,;:!> ]|\\q?quad(?![a-zA-Z])|~")
-_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![a-zA-Z])")
-_FRAC_VARIANTS = re.compile(r"\\[dt]frac(?![a-zA-Z])")
-_DROPPABLE_SPACE = re.compile(r"(?<![0-9A-Za-z])\s+|\s+(?![0-9A-Za-z])")
-
-
-def canonical_answer(answer: str) -> str:
-    """Canonical form for the exact-match path; deliberately conservative.
-
-    It only removes what cannot change a value: surrounding whitespace and ``$``, one trailing period,
-    LaTeX spacing commands, ``\\left``/``\\right``, the ``\\dfrac``/``\\tfrac`` spellings of ``\\frac``,
-    and whitespace unless it separates two letters or digits (``\\pi r`` and ``1 2`` keep theirs).
-    """
-    text = _strip_trailing_period(answer.strip())
-    while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
-        text = _strip_trailing_period(text[1:-1].strip())
-    text = _SPACING_COMMANDS.sub(" ", text)
-    text = _LEFT_RIGHT.sub("", text)
-    text = _FRAC_VARIANTS.sub(r"\\frac", text)
-    text = re.sub(r"\s+", " ", text).strip()
-    return _DROPPABLE_SPACE.sub("", text)
-
-
-def _strip_trailing_period(text: str) -> str:
-    return text[:-1].rstrip() if text.endswith(".") and not text.endswith("\\.") else text
-
-
-def exact_verdict(answer: str, reference: str) -> bool | None:
-    """The fast path: True/False when it can decide without math-verify, else None.
-
-    Identical canonical strings are equal; two plain integers (up to ``MAX_FAST_INTEGER_DIGITS``
-    digits, leading zeros allowed) are equal iff their values are. Everything else → None.
-    """
-    a, b = canonical_answer(answer), canonical_answer(reference)
-    if a == b and a:
-        return True
-    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(b):
-        return int(a) == int(b)
-    return None
-
-
-def unwrap_text_wrapper(answer: str) -> str:
-    """``\\textbf{(A)}`` → ``(A)``, ``\\text{(1, 2)}`` → ``(1, 2)``, ``\\text{A}`` → ``A``; else unchanged.
-
-    Only a text group (:data:`_TEXT_WRAPPER_COMMANDS`) that spans the whole answer and holds one letter
-    or one parenthesised or bracketed group is removed: math-verify reads ``\\text{(1, 2)}`` as text and
-    rejects the interval ``(1,2)``. Words stay wrapped, so ``\\text{east}`` is still compared as text,
-    never as the product of the symbols e, a, s, t.
-    """
-    match = _TEXT_WRAPPER.match(answer)
-    if match is None or _closing_brace(answer, match.end()) != len(answer) - 1:
-        return answer
-    content = answer[match.end() + 1 : -1].strip()
-    inner = unwrap_text_wrapper(content)  # `\\textbf{\\text{(C)}}`
-    enclosed = len(inner) >= 2 and inner[0] + inner[-1] in ("()", "[]")
-    if inner != content or enclosed or _CHOICE_LETTER.fullmatch(inner):
-        return inner
-    return answer
-
-
-def _closing_brace(text: str, opening: int) -> int | None:
-    """Index of the ``}`` that closes the ``{`` at ``opening`` (escaped braces do not count)."""
-    depth = 0
-    for token in _BRACE_TOKEN.finditer(text, opening):
-        if token.group(0) == "{":
-            depth += 1
-        elif token.group(0) == "}":
-            depth -= 1
-            if depth == 0:
-                return token.start()
-    return None
-
-
-def reference_answer(ground_truth: Any) -> str | None:
-    """The reference answer as a string: numbers are converted, a boxed reference is unboxed.
-
-    Returns None for an unusable reference (empty, or not a string or number).
-    """
-    if isinstance(ground_truth, bool) or not isinstance(ground_truth, (str, int, float)):
-        return None
-    text = str(ground_truth).strip()
-    if any(command in text for command in _BOX_COMMANDS):
-        text = extract_final_answer(text, think_mode="ignore", max_chars=len(text)).answer or ""
-    text = text.strip()
-    while len(text) >= 2 and text[0] == "$" and text[-1] == "$":
-        text = text[1:-1].strip()
-    return text or None
-
-
-# ---------------------------------------------------------------------------------------------------
-# Worker processes (math-verify)
-# ---------------------------------------------------------------------------------------------------
-
-
-_WORKER_FILE = Path(__file__).with_name("grade_worker.py")
-
-#: Runs in ``python -c``: load grade_worker.py by path (not through the ``reward`` package, whose
-#: ``__init__`` may import heavy modules), with the parent's ``sys.path``, and run it.
-_WORKER_BOOTSTRAP = (
-    "import importlib.util, json, sys\n"
-    "sys.path[:] = json.loads(sys.argv[2])\n"
-    "spec = importlib.util.spec_from_file_location('sgpo_grade_worker', sys.argv[1])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(module)\n"
-    "module.main()\n"
-)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: str  # "ok", "timeout", "queue_timeout", "error" or "died" (the worker process is gone)
-    correct: bool = False
-    queue_s: float = 0.0
-    rule: str = "math_verify"  # with "ok": the worker's rule that decided (grade_worker.answers_equal)
-
-
-class _Request:
-    """One comparison, queued for or running in a pool thread; ``future`` receives its :class:`_Outcome`.
-
-    It is queued until a pool thread :meth:`start`\\ s it, or until a waiting caller :meth:`expire`\\ s it
-    after ``max_queue_s`` (then the outcome is ``queue_timeout`` and the pool thread skips it).
-    """
-
-    def __init__(self, answer: str, reference: str, timeout_s: float, max_queue_s: float) -> None:
-        self.answer, self.reference, self.timeout_s = answer, reference, timeout_s
-        self.submitted = time.monotonic()
-        self.queue_deadline = self.submitted + max_queue_s
-        self.future: Future = Future()
-        self.future.set_running_or_notify_cancel()  # no caller can cancel a comparison others share
-        self._lock = threading.Lock()
-        self._state = "queued"  # -> "running" (a pool thread took it) or "settled" (expired, dropped)
-
-    def queue_time_left(self) -> float:
-        return max(0.0, self.queue_deadline - time.monotonic())
-
-    def start(self) -> bool:
-        """Claim the request for a pool thread; False if it was already given up."""
-        with self._lock:
-            if self._state != "queued":
-                return False
-            self._state = "running"
-            return True
-
-    def expire(self) -> None:
-        """Give the request up as a queue time-out, unless a pool thread already took it."""
-        self._settle_if_queued("queue_timeout")
-
-    def drop(self) -> None:
-        """Give the request up as an error (the pool was closed before a thread took it)."""
-        self._settle_if_queued("error")
-
-    def _settle_if_queued(self, status: str) -> None:
-        with self._lock:
-            if self._state != "queued":
-                return
-            self._state = "settled"
-        self.future.set_result(_Outcome(status, queue_s=time.monotonic() - self.submitted))
-
-
-class _Worker:
-    """One math-verify worker process (reward/grade_worker.py) and the parent's ends of its pipes."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOTSTRAP, str(_WORKER_FILE), json.dumps(sys.path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
-        self._requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
-        self._replies = Connection(os.dup(self.process.stdout.fileno()), writable=False)
-        self.process.stdin.close()
-        self.process.stdout.close()
-        self.started_at = time.monotonic()
-        self.ready = False
-        self.busy = False  # a comparison is in flight (read by close() from another thread)
-        self._request_ids = itertools.count()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        try:
-            if not self.ready and self._replies.poll(timeout_s):
-                self.ready = self._replies.recv()[0] == "ready"
-        except (EOFError, OSError):
-            self.ready = False
-        return self.ready
-
-    def compare(self, answer: str, reference: str, timeout_s: float) -> _Outcome:
-        """Send one comparison and wait at most ``timeout_s`` for the verdict. Never raises."""
-        request_id = next(self._request_ids)
-        self.busy = True
-        try:
-            self._requests.send((request_id, answer, reference))
-            deadline = time.monotonic() + timeout_s
-            while self._replies.poll(max(0.0, deadline - time.monotonic())):
-                reply_id, status, value = self._replies.recv()
-                if reply_id == request_id:
-                    if status == "ok":
-                        correct, rule = value
-                        return _Outcome("ok", correct=bool(correct), rule=rule)
-                    logger.warning("[sgpo] grader: math-verify failed on an answer (%s); counted as wrong", value)
-                    return _Outcome("error")
-            return _Outcome("timeout")
-        except (EOFError, OSError) as error:  # the worker died (killed from outside, out of memory)
-            logger.warning("[sgpo] grader: worker process %s died (%s); it will be replaced", self.process.pid, error)
-            return _Outcome("died")
-        finally:
-            self.busy = False
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the worker and wait until it is gone (reaped: no zombie)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            self.process.wait(WORKER_EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:  # not seen in practice: SIGKILL cannot be ignored
-            logger.error("[sgpo] grader: worker process %s did not exit after SIGKILL", self.process.pid)
-        self._requests.close()
-        self._replies.close()
-
-    def stop(self) -> None:
-        """Ask an idle worker to exit; kill a busy one (its verdict has no one left to use it)."""
-        if self.busy:
-            self.kill()
-            return
-        try:
-            self._requests.send(None)
-            self.process.wait(WORKER_EXIT_WAIT_S if self.ready else 0)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-
-
-#: Returned by ``_WorkerPool._thread_worker`` when the queue deadline passed while the worker starts.
-_STILL_STARTING = object()
-
-
-class _WorkerPool:
-    """``num_workers`` threads, each owning one worker process; FIFO queue in front of them.
-
-    A comparison runs in a pool thread, which blocks on its worker's pipe, so callers (event loop or
-    any thread) never block on math-verify. Threads and processes are created lazily.
-    """
-
-    def __init__(self, num_workers: int, stats: "_Stats") -> None:
-        self._num_workers = num_workers
-        self._stats = stats
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._workers: set[_Worker] = set()
-        self._owner_pid = os.getpid()
-        self._generation = 0  # bumped by close(): work submitted before it must not start new workers
-
-    def submit(self, answer: str, reference: str, timeout_s: float, max_queue_s: float) -> _Request:
-        """Schedule one comparison; its ``future`` gets an :class:`_Outcome`."""
-        request = _Request(answer, reference, timeout_s, max_queue_s)
-        executor = self._get_executor()
-        queued = executor.submit(self._run, request, self._generation)
-        queued.add_done_callback(lambda done: request.drop() if done.cancelled() else None)  # close()
-        return request
-
-    def _run(self, request: _Request, generation: int) -> None:
-        if not request.start():
-            return  # its caller gave it up (queue time-out)
-        try:
-            outcome = self._compare(request, generation)
-        except BaseException as error:  # reaches the caller, which reports an internal error
-            request.future.set_exception(error)
-        else:
-            request.future.set_result(outcome)
-
-    def _get_executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._owner_pid != os.getpid():  # we are a forked copy: the workers belong to the parent
-                self._executor, self._workers, self._owner_pid = None, set(), os.getpid()
-                self._local = threading.local()
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._num_workers, thread_name_prefix="sgpo-grader")
-            return self._executor
-
-    def _compare(self, request: _Request, generation: int) -> _Outcome:
-        """Run one comparison in this thread's worker; at most ``timeout_s`` of comparing in all.
-
-        A worker found dead when the request is sent or before it replies (killed from outside, out of
-        memory) is replaced and the comparison retried once, with the time it has left; a second death
-        is an error (the answer itself may crash math-verify). Time spent starting workers is queue
-        time, not comparison time, and ends at the request's queue deadline (``queue_timeout``).
-        """
-        timeout_s = request.timeout_s
-        queue_s = compare_s = 0.0
-        for _attempt in range(WORKER_DEATH_RETRIES + 1):
-            if generation != self._generation:  # close() ran since this was submitted
-                return _Outcome("error", queue_s=queue_s)
-            waiting_since = time.monotonic()
-            worker = self._thread_worker(request.queue_deadline)
-            queue_s += time.monotonic() - (request.submitted if _attempt == 0 else waiting_since)
-            if worker is None:
-                return _Outcome("error", queue_s=queue_s)
-            if worker is _STILL_STARTING:
-                return _Outcome("queue_timeout", queue_s=queue_s)
-            comparing_since = time.monotonic()
-            outcome = worker.compare(request.answer, request.reference, timeout_s - compare_s)
-            compare_s += time.monotonic() - comparing_since
-            if outcome.status == "ok" or (outcome.status == "error" and worker.alive):
-                return _Outcome(outcome.status, outcome.correct, queue_s, outcome.rule)
-            self._discard(worker)  # still busy (time-out: kill it) or dead: replace it on the next call
-            if outcome.status == "timeout":
-                self._stats.add("worker_kills")
-                return _Outcome("timeout", queue_s=queue_s)
-            self._stats.add("worker_deaths")
-            if compare_s >= timeout_s:
-                return _Outcome("timeout", queue_s=queue_s)
-        return _Outcome("error", queue_s=queue_s)
-
-    def _thread_worker(self, queue_deadline: float) -> "_Worker | None | object":
-        """This pool thread's ready worker, started if there is none or it died.
-
-        Waits for a starting worker until ``queue_deadline``; a worker still starting then is kept for
-        the next request and :data:`_STILL_STARTING` returned. None: no worker could be started within
-        ``WORKER_START_TIMEOUT_S`` of its start.
-        """
-        worker = getattr(self._local, "worker", None)
-        if worker is not None and not worker.alive:
-            self._discard(worker)
-            worker = None
-        if worker is None:
-            try:
-                worker = _Worker()
-            except Exception as error:  # e.g. out of processes or memory
-                logger.error("[sgpo] grader: could not start a math-verify worker process: %s", error)
-                return None
-            with self._lock:
-                self._workers.add(worker)
-            self._stats.add("worker_starts")
-            self._local.worker = worker
-        start_deadline = worker.started_at + WORKER_START_TIMEOUT_S
-        if worker.wait_ready(max(0.0, min(queue_deadline, start_deadline) - time.monotonic())):
-            return worker
-        if time.monotonic() < start_deadline and worker.alive:
-            return _STILL_STARTING
-        logger.error(
-            "[sgpo] grader: a math-verify worker process did not start within %.0f s; "
-            "check that math-verify imports in this environment (python -c 'import math_verify')",
-            WORKER_START_TIMEOUT_S,
-        )
-        self._discard(worker)
-        return None
-
-    def _discard(self, worker: _Worker) -> None:
-        worker.kill()
-        with self._lock:
-            self._workers.discard(worker)
-        if getattr(self._local, "worker", None) is worker:
-            self._local.worker = None
-
-    def worker_pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._workers]
-
-    def close(self) -> None:
-        """Stop all workers and threads; the pool starts again lazily if used afterwards."""
-        with self._lock:
-            self._generation += 1
-            executor, self._executor = self._executor, None
-            workers, self._workers = list(self._workers), set()
-            self._local = threading.local()
-            owned = self._owner_pid == os.getpid()
-        if not owned:
-            return
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-        for worker in workers:
-            worker.stop()
 
 
 class _Stats:
@@ -779,11 +274,11 @@ class OutcomeGrader:
         self.config = config or GraderConfig()
         self._stats = _Stats()
         self._cache = _VerdictCache(self.config.cache_size)
-        self._pool = _WorkerPool(self.config.num_workers, self._stats)
+        self._pool = WorkerPool(self.config.num_workers, self._stats)
         self._bad_input_warnings = 0
-        self._inflight: dict[tuple[str, str], _Request] = {}
+        self._inflight: dict[tuple[str, str], ComparisonRequest] = {}
         self._inflight_lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _WorkerPool.close, self._pool)
+        self._finalizer = weakref.finalize(self, WorkerPool.close, self._pool)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -878,7 +373,7 @@ class OutcomeGrader:
             return self._result(cached.correct, found.answer, method, started)
         return _Pair(found.answer, answer, reference)
 
-    def _submit(self, answer: str, reference: str) -> _Request:
+    def _submit(self, answer: str, reference: str) -> ComparisonRequest:
         """Start a comparison, or join the identical one already running (unless the cache is off).
 
         In RL a group's responses often share an answer and are graded concurrently, before the first
@@ -904,7 +399,7 @@ class OutcomeGrader:
             if request is not None and request.future is done:
                 del self._inflight[key]
 
-    def _finish(self, pair: "_Pair", outcome: _Outcome, started: float) -> GradeResult:
+    def _finish(self, pair: "_Pair", outcome: ComparisonOutcome, started: float) -> GradeResult:
         key = (pair.answer, pair.reference)
         if outcome.status == "ok":
             self._cache.put(key, _CachedVerdict(outcome.correct))
@@ -999,10 +494,5 @@ __all__ = [
     "OutcomeGrader",
     "compute_score",
     "compute_score_async",
-    "extract_final_answer",
-    "exact_verdict",
-    "canonical_answer",
-    "reference_answer",
     "shared_grader",
-    "unwrap_text_wrapper",
 ]

@@ -27,12 +27,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from data_prep import arith
-from data_prep.answers import AnswerError, integer, last_boxed, latex_list, number
+from data_prep.answers import AnswerError, boxed_in_solution, integer, latex_list, number
 from data_prep.checks import deduplicate, problem_key
 from data_prep.pipeline import CONTAMINATION_REPORT, PrepareOptions, SourceSchemaError, prepare
 from data_prep.registry import GROUPS, REGISTRY
 from data_prep.schema import EXTRA_INFO_KEYS, ROW_SCHEMA, BadRowError, Record, check_record
 from data_prep.sources import SourceUnavailableError, sha256_of
+from reward.answers import extract_final_answer, last_boxed, reference_answer
 from data_prep.templates import (
     BOXED_INSTRUCTION,
     CHATML_CHAT_TEMPLATE,
@@ -510,6 +511,49 @@ def test_answer_rules():
     assert last_boxed("a \\boxed{1} then \\boxed{\\frac{1}{\\sqrt{2}}}.") == "\\frac{1}{\\sqrt{2}}"
     assert last_boxed("so \\fbox{7}") == "7" and last_boxed("so $\\boxed 5$.") == "5"
     assert last_boxed("\\boxed{unclosed") is None and last_boxed("none") is None
+
+
+
+#: (worked solution, the ground truth it must give). Each is a case where data_prep's former brace
+#: counter and the grader's extractor disagreed, or a rule both must keep.
+TRICKY_SOLUTIONS = [
+    # an escaped brace is a literal, not a group: data_prep's counter never closed this box
+    ("The set is $\\boxed{\\left\\{ x \\mid x > 0 \\right.}$.", "\\left\\{ x \\mid x > 0 \\right."),
+    ("So $S = \\boxed{\\{1, 2\\}}$.", "\\{1, 2\\}"),
+    # `\boxedsum` is another command, so the last box is the one before it (data_prep found no box)
+    ("Hence \\boxed{3}, where \\boxedsum{n} denotes the boxed sum.", "3"),
+    ("\\boxed {7}", "7"),  # a space before the brace (data_prep returned `{7}`)
+    ("\\boxed{ 5 }", "5"),
+    ("$\\boxed{\\frac{1}{\\sqrt{2}}}$", "\\frac{1}{\\sqrt{2}}"),  # nested braces
+    ("First \\boxed{1}, then \\boxed{2}.", "2"),  # several boxes: the last
+    ("\\boxed{1} and finally \\fbox{7}", "7"),
+    ("\\fbox{7} and finally \\boxed{8}", "8"),
+    ("so $\\boxed 5$.", "5"),  # brace-less
+]
+
+#: Worked solutions without a usable final box: a bad row for data_prep, no answer for the grader.
+UNBOXABLE_SOLUTIONS = ["no box", "\\boxed{}", "\\boxed{5", "only \\boxedsum{5}", "$\\boxed $"]
+
+
+@pytest.mark.parametrize("solution, ground_truth", TRICKY_SOLUTIONS)
+def test_ground_truth_is_unboxed_by_the_graders_rule(solution, ground_truth):
+    """data_prep's `boxed_in_solution` gives exactly what the grader reads from the same text."""
+    assert boxed_in_solution(solution) == ground_truth
+    assert extract_final_answer(solution, think_mode="ignore", max_chars=len(solution)).answer == ground_truth
+    assert reference_answer(solution) == ground_truth  # a boxed reference given to the grader as is
+
+
+@pytest.mark.parametrize("solution", UNBOXABLE_SOLUTIONS)
+def test_solutions_without_a_final_box_are_bad_rows_for_both(solution):
+    with pytest.raises(AnswerError, match="no complete"):
+        boxed_in_solution(solution)
+    assert last_boxed(solution) is None
+
+
+def test_data_prep_answers_does_not_import_the_graders_process_pool():
+    probe = "import sys, data_prep.answers; print(*sorted(m for m in sys.modules if m.startswith('reward.')))"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert imported.stdout.split() == ["reward.answers"]  # the pure extractor only
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,17 +20,8 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from reward.grader import (
-    GraderConfig,
-    GradeResult,
-    OutcomeGrader,
-    canonical_answer,
-    compute_score,
-    compute_score_async,
-    exact_verdict,
-    extract_final_answer,
-    unwrap_text_wrapper,
-)
+from reward.answers import canonical_answer, exact_verdict, extract_final_answer, unwrap_text_wrapper
+from reward.grader import GraderConfig, GradeResult, OutcomeGrader, compute_score, compute_score_async
 
 #: Time bound used by the tests that make math-verify hang (short, to keep the suite fast).
 TEST_TIMEOUT_S = 1.0
@@ -253,6 +244,17 @@ def test_answers_without_a_box_never_reach_math_verify():
 )
 def test_extract_final_answer(response, answer):
     assert extract_final_answer(response).answer == answer
+
+
+#: What the pure extraction module must not load (it runs in data_prep and in every reward call).
+PROCESS_MODULES = ("reward.grader", "reward.grade_pool", "threading", "subprocess", "multiprocessing")
+
+
+def test_answer_extraction_is_pure():
+    """reward.answers imports no process pool, threads or subprocesses (data_prep imports it)."""
+    probe = f"import sys, reward.answers; print([m for m in {PROCESS_MODULES!r} if m in sys.modules])"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
 
 
 def test_think_modes():
