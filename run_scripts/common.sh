@@ -15,14 +15,22 @@
 # recipe/sgpo/config/sgpo_trainer.yaml (composing verl's ppo_trainer).
 #
 # Environment (upper case; default in brackets):
-#   MODEL_PATH          policy model, local folder or hub id            [the model file's]
+#   MODEL_PATH          policy model, local folder or hub id   [$MODELS_DIR/<name> when MODELS_DIR is set, else
+#                       the model file's MODEL_HUB_ID; multi-node launches refuse a hub id (every node would
+#                       download it): `hf download <MODEL_HUB_ID> --local-dir $MODELS_DIR/<name>` once]
+#   MODELS_DIR          shared folder of downloaded models (one subfolder per hub id's last part) [unset]
+#   STORAGE_DIR         shared storage of checkpoints (a 32B checkpoint with optimizer state is ~0.4 TB)
+#                                                                       [$HOME/sgpo_runs; multi-node: required]
 #   DATA_DIR            where `python -m data_prep write --out` put the parquet files, one root per
 #                       prompt template                                 [the model file's: data/qwen_math or data/boxed]
 #   TRAIN_FILES         hydra list of training parquet files            [the model file's, under DATA_DIR]
-#   VAL_FILES           hydra list of validation parquet files          [the eight benchmarks under DATA_DIR]
+#   VAL_FILES           hydra list of validation parquet files   [TRAIN_VAL_BENCHMARKS under DATA_DIR]
+#   TRAIN_VAL_BENCHMARKS  benchmarks validated every trainer.test_freq steps, space-separated (the full eight at
+#                       Avg@16 are the evaluation command's, for chosen checkpoints)  [the competition sets]
+#   VAL_N               samples per problem of that validation (Avg@VAL_N)  [16]
 #   NNODES              nodes of the policy (actor, rollout)            [the model file's]
 #   GPUS_PER_NODE       GPUs per node                                   [8]
-#   CKPT_DIR            checkpoint folder (shared storage on clusters)  [checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]
+#   CKPT_DIR            checkpoint folder (shared storage on clusters)  [$STORAGE_DIR/checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME]
 #   PROJECT_NAME        logger project                                  [sgpo]
 #   EXPERIMENT_NAME     logger run name; also names CKPT_DIR            [the script's run name]
 #   LOGGER              tensorboard | wandb | console (console is always on)  [tensorboard]
@@ -31,6 +39,8 @@
 #   JUDGE_URL           external: OpenAI-compatible endpoint, with /v1  [http://127.0.0.1:8000/v1]
 #   JUDGE_MODEL         external: model name sent with each request     [unset: the server's only model]
 #   JUDGE_API_KEY_ENV   external: NAME of the variable holding the API key (the key never enters a command) [unset]
+#   JUDGE_FAMILY        qwq | qwen3 | instruct: the judge's sampling, max_tokens, time-outs, retries and
+#                       deadline (reward/judge/config.py JUDGE_FAMILIES)  [qwq]
 #   JUDGE_MODEL_PATH    standalone: judge weights                       [Qwen/QwQ-32B]
 #   JUDGE_NNODES        standalone: nodes of the judge's own GPU pool   [1]
 #   JUDGE_GPUS_PER_NODE standalone: GPUs per judge node                 [8]
@@ -52,6 +62,14 @@ PLUGIN_MODULE=recipe.sgpo.plugin
 
 # The eight benchmarks of the paper's tables, as `python -m data_prep write benchmarks` writes them.
 BENCHMARKS=(math500 aime24 aime25 amc23 minerva olympiadbench hmmt_feb_2024 hmmt_feb_2025)
+
+# Validated during training (every trainer.test_freq steps): the competition sets, 160 problems x Avg@16 =
+# 2,560 samples a pass instead of the eight benchmarks' 1,607 x 16 = 25,712 (a tenth). The large sets
+# (math500, minerva, olympiadbench) and the full Avg@16 table are for the evaluation of chosen checkpoints.
+DEFAULT_TRAIN_VAL_BENCHMARKS="aime24 aime25 amc23 hmmt_feb_2024 hmmt_feb_2025"
+# Problems a validation batch holds: the whole training-time set in one batch, as verl's default, but bounded
+# so a VAL_FILES with many problems is not sent to the engines in one piece.
+VAL_BATCH_SIZE=256
 
 # Files left out when RAY_SHIP_REPO=1 uploads the repository (Ray's upload limit; data and checkpoints
 # must then live on storage every node reads anyway).
@@ -175,14 +193,17 @@ check_judge_reachable() {
 
 # The runtime environment of a Ray job: how every node's workers find the recipe.
 ray_runtime_env_json() {
-  "$PYTHON" - "$REPO_DIR" "$PLUGIN_MODULE" "${RAY_SHIP_REPO:-0}" "$SHIP_EXCLUDES" <<'PY'
+  "$PYTHON" - "$REPO_DIR" "$PLUGIN_MODULE" "${RAY_SHIP_REPO:-0}" "$SHIP_EXCLUDES" "${PYTHONPATH:-}" <<'PY'
 import json, sys
-repo, plugin, ship, excludes = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
+repo, plugin, ship, excludes, cluster_path = (sys.argv[1], sys.argv[2], sys.argv[3] == "1",
+                                               json.loads(sys.argv[4]), sys.argv[5])
 env = {"env_vars": {"VERL_USE_EXTERNAL_MODULES": plugin}}
 if ship:
     env.update(working_dir=repo, excludes=excludes)  # Ray puts the working_dir on every worker's sys.path
 else:
-    env["env_vars"]["PYTHONPATH"] = repo  # the repository on a file system every node mounts at this path
+    # the repository on a file system every node mounts at this path, ahead of (not instead of) the
+    # PYTHONPATH of this shell: a job's env_vars replace the workers' variable
+    env["env_vars"]["PYTHONPATH"] = repo + (":" + cluster_path if cluster_path else "")
 print(json.dumps(env, sort_keys=True))
 PY
 }
@@ -195,8 +216,14 @@ launch() {
   : "${GPUS_PER_NODE:=8}"
   : "${PROJECT_NAME:=sgpo}"
   : "${EXPERIMENT_NAME:=$run_name}"
-  : "${CKPT_DIR:=$REPO_DIR/checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}"
-  : "${VAL_FILES:=$(hydra_files test "${BENCHMARKS[@]}")}"
+  : "${STORAGE_DIR:=$HOME/sgpo_runs}"
+  : "${CKPT_DIR:=$STORAGE_DIR/checkpoints/$PROJECT_NAME/$EXPERIMENT_NAME}"
+  : "${TRAIN_VAL_BENCHMARKS:=$DEFAULT_TRAIN_VAL_BENCHMARKS}"
+  local train_val_benchmarks
+  read -r -a train_val_benchmarks <<<"$TRAIN_VAL_BENCHMARKS"
+  : "${VAL_FILES:=$(hydra_files test "${train_val_benchmarks[@]}")}"
+  : "${VAL_N:=16}"
+  : "${JUDGE_FAMILY:=qwq}"
   : "${LOGGER:=tensorboard}"
   : "${PYTHON:=python}"
   : "${JUDGE_URL:=http://127.0.0.1:8000/v1}"
@@ -217,7 +244,27 @@ launch() {
   use an address all nodes reach (serve_judge_vllm.sh prints one)."
   fi
 
+  if [[ "$NNODES" -gt 1 && "$CKPT_DIR" == "$STORAGE_DIR/checkpoints/"* && "$STORAGE_DIR" == "$HOME/sgpo_runs" ]]; then
+    refuse_or_warn "NNODES=$NNODES: set STORAGE_DIR (or CKPT_DIR) to shared storage every node writes; checkpoints
+  of this size do not belong in the repository or a home folder. docs/gpu_runs.md: multi-node checklist."
+  fi
+  if [[ "$NNODES" -gt 1 && ! -d "$MODEL_PATH" ]]; then
+    refuse_or_warn "MODEL_PATH=$MODEL_PATH is not a local folder: on $NNODES nodes each would download it (15-65 GB,
+  and fail offline). Download it once to shared storage (hf download $MODEL_PATH --local-dir
+  \$MODELS_DIR/${MODEL_PATH##*/}) and export MODELS_DIR (or MODEL_PATH)."
+  fi
+
   set_judge_overrides "$JUDGE_PLACEMENT"
+  if [[ "$JUDGE_PLACEMENT" != off ]]; then
+    # The judge family's call settings (sampling, max_tokens, time-outs, retries, deadline): defined once,
+    # in reward/judge/config.py.
+    local family_settings
+    family_settings="$(PYTHONPATH="$REPO_DIR" "$PYTHON" -W ignore::RuntimeWarning -m reward.judge.config \
+      --family "$JUDGE_FAMILY")" || die "JUDGE_FAMILY=$JUDGE_FAMILY: see the message above"
+    local -a family_overrides
+    mapfile -t family_overrides <<<"$family_settings"
+    JUDGE_OVERRIDES+=("${family_overrides[@]}")
+  fi
   set_logger_override "$LOGGER"
 
   local overrides=(
@@ -235,14 +282,17 @@ launch() {
     # the same for every run, so tables compare like with like
     actor_rollout_ref.rollout.name=vllm
     data.filter_overlong_prompts=True  # drop (and count) prompts over max_prompt_length instead of failing
-    # Evaluation: Avg@16, the paper's metric (mean accuracy of 16 samples per problem). The sampling
-    # settings are ours (DeepSeek's recommended 0.6 / 0.95 for R1-style models; the paper gives none).
-    actor_rollout_ref.rollout.val_kwargs.n=16
+    # Validation during training: Avg@VAL_N on TRAIN_VAL_BENCHMARKS (the paper's metric is Avg@16). The
+    # sampling settings are ours (DeepSeek's recommended 0.6 / 0.95 for R1-style models; the paper gives none).
+    "actor_rollout_ref.rollout.val_kwargs.n=$VAL_N"
     actor_rollout_ref.rollout.val_kwargs.do_sample=True
     actor_rollout_ref.rollout.val_kwargs.temperature=0.6
     actor_rollout_ref.rollout.val_kwargs.top_p=0.95
-    trainer.val_before_train=True
-    trainer.max_actor_ckpt_to_keep=2  # ours: a 32B checkpoint with optimizer state is about 0.5 TB
+    # No validation before step 1: for distilled models it is hours of 16k-token samples; the base
+    # checkpoint's scores come from the evaluation command, once per model.
+    trainer.val_before_train=False
+    "data.val_batch_size=$VAL_BATCH_SIZE"
+    trainer.max_actor_ckpt_to_keep=2  # ours: a 32B checkpoint with optimizer state is about 0.4 TB
     # the algorithm (the launch script)
     "${ALGORITHM_OVERRIDES[@]}"
     "${JUDGE_OVERRIDES[@]}"

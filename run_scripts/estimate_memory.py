@@ -87,12 +87,13 @@ class RunShape:
 
 #: One entry per model file; the test checks these against the scripts' commands.
 RUN_SHAPES = (
-    RunShape("qwen2.5-7b", QWEN25_7B, 1, 2, 1, 16384, False, False, 0.6),
-    RunShape("qwen2.5-14b", QWEN25_14B, 1, 4, 1, 12288, False, True, 0.6),
-    RunShape("qwen2.5-32b", QWEN25_32B, 2, 4, 1, 8192, True, True, 0.6),
-    RunShape("r1-distill-qwen-7b", QWEN25_7B, 1, 2, 2, 12288, False, False, 0.6),
-    RunShape("r1-distill-qwen-14b", QWEN25_14B, 2, 4, 4, 8192, False, False, 0.6),
-    RunShape("r1-distill-qwen-32b", QWEN25_32B, 4, 8, 8, 8192, True, True, 0.6),
+    RunShape("qwen2.5-7b", QWEN25_7B, 1, 2, 1, 24576, False, False, 0.6),
+    RunShape("qwen2.5-math-7b", QWEN25_7B, 1, 2, 1, 24576, False, False, 0.6),
+    RunShape("qwen2.5-14b", QWEN25_14B, 1, 4, 1, 16384, False, True, 0.7),
+    RunShape("qwen2.5-32b", QWEN25_32B, 2, 4, 1, 16384, True, True, 0.8),
+    RunShape("r1-distill-qwen-7b", QWEN25_7B, 1, 2, 2, 24576, False, True, 0.8),
+    RunShape("r1-distill-qwen-14b", QWEN25_14B, 2, 4, 4, 16384, False, True, 0.8),
+    RunShape("r1-distill-qwen-32b", QWEN25_32B, 4, 4, 8, 16384, True, True, 0.8),
 )
 
 

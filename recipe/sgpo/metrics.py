@@ -47,6 +47,7 @@ The ``sgpo/advantage/*`` metrics are read from the advantages the trainer comput
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -56,6 +57,13 @@ from recipe.sgpo.advantage import group_ids, group_mean_std
 from recipe.sgpo.config import SGPOConfig
 from reward.encoding import CORRECT_REWARD, decode_rewards
 from reward.rendezvous import INCOMPLETE
+
+logger = logging.getLogger(__name__)
+
+#: Share of a step's judge calls that failed (``judge_failed`` / ``judge_called``: time-outs, parse
+#: failures, errors) above which :func:`sgpo_step_metrics` logs a warning. Those responses get zero
+#: advantage, so past a fifth SGPO's graded signal is thin; 0.2 is our threshold (not from the paper).
+JUDGE_FAILURE_WARNING_SHARE = 0.2
 
 
 def sgpo_step_metrics(
@@ -94,6 +102,8 @@ def sgpo_step_metrics(
         if negative and info.get("graded_value") is not None
     ]
     latencies = [float(info.get("judge_latency_s", 0.0)) for info in infos if info.get("judge_called")]
+    warn_on_judge_failures(_count(infos, "judge_called"), _count(infos, "judge_failed"),
+                           _count(infos, "judge_timeout"), _count(infos, "judge_parse_error"))
     return {
         "sgpo/accuracy": correct.float().mean().item(),
         "sgpo/groups/all_negative_share": all_negative.float().mean().item(),
@@ -117,6 +127,19 @@ def sgpo_step_metrics(
         "sgpo/groups/incomplete_responses": float(sum(info.get("group_state") == INCOMPLETE for info in infos)),
         "sgpo/rows/malformed": _count(infos, "malformed_row"),
     }
+
+
+def warn_on_judge_failures(called: float, failed: float, timeouts: float, parse_failures: float) -> bool:
+    """Log a loud warning when ``failed / called > JUDGE_FAILURE_WARNING_SHARE``; True when it did."""
+    if called <= 0 or failed / called <= JUDGE_FAILURE_WARNING_SHARE:
+        return False
+    logger.warning(
+        "[sgpo] JUDGE FAILING: %d of %d judge calls this step failed (%.0f %% > %.0f %%; %d time-outs, %d without a "
+        "verdict): those responses get zero advantage. Check the judge server's load and its max_tokens / "
+        "timeout_s (JUDGE_FAMILY, reward/judge/config.py JUDGE_FAMILIES).",
+        failed, called, 100 * failed / called, 100 * JUDGE_FAILURE_WARNING_SHARE, timeouts, parse_failures,
+    )
+    return True
 
 
 #: Advantages smaller than this in magnitude count as zero (float noise of the normalisation).

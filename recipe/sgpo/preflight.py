@@ -15,7 +15,13 @@ config the trainer will see and checks, in seconds:
    :func:`check_reward_placement`);
 8. with dynamic batches, every token budget holds the longest possible sequence (verl fails on the first
    batch that has one, possibly hours in);
-9. a local policy model's context holds the longest prompt plus response (vLLM would cut responses).
+9. the policy model's context holds the longest prompt plus response (vLLM would cut responses): read
+   from a local folder's config.json, the Hugging Face cache, or :data:`HUB_CONTEXT_POSITIONS`;
+10. offloaded actor state buys vLLM room: with ``param_offload`` or ``optimizer_offload``,
+    ``rollout.gpu_memory_utilization`` is at least :data:`OFFLOADED_MIN_GPU_MEMORY_UTILIZATION`;
+11. on a CUDA machine, every module the chosen configuration imports on the GPU path is importable
+    (flash-attn for FlashAttention-2, remove-padding and Ulysses; vLLM; Liger kernels) -- verl would
+    otherwise fail in its Ray workers after the cluster is up.
 
 Usage::
 
@@ -65,6 +71,26 @@ ROUTER_BACKEND = "router"
 GRADER_REWARD_FUNCTION = "pkg://reward.grader"
 #: Actor strategies whose dynamic-batch budgets are per GPU and multiplied by the Ulysses SP size.
 FSDP_STRATEGIES = ("fsdp", "fsdp2")
+
+#: ``max_position_embeddings`` of the hub ids the launch scripts name (their public config.json), for
+#: when neither a local folder nor the Hugging Face cache has the config.
+HUB_CONTEXT_POSITIONS = {
+    "Qwen/Qwen2.5-Math-7B": 4096,
+    "Qwen/Qwen2.5-7B": 131072,
+    "Qwen/Qwen2.5-14B": 131072,
+    "Qwen/Qwen2.5-32B": 131072,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 131072,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": 131072,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": 131072,
+}
+
+#: Least ``rollout.gpu_memory_utilization`` worth offloading for: offloaded weights or Adam state free
+#: 4-16 GB of an 80 GB GPU, which only help when vLLM may use them (verl's examples use 0.6 with nothing
+#: offloaded; verl-recipe dapo uses 0.8 with offloading).
+OFFLOADED_MIN_GPU_MEMORY_UTILIZATION = 0.7
+
+#: verl's default ``attn_implementation`` of FSDP models (when ``model.override_config`` sets none).
+VERL_DEFAULT_ATTENTION = "flash_attention_2"
 
 
 @dataclass
@@ -170,8 +196,26 @@ def run_checks(config: Any) -> PreflightReport:
     _check(report, "verl's validate_config", lambda: _verl_validate(config))
     _check(report, "judge placement (reward.reward_model.*)", lambda: check_reward_placement(config))
     _check(report, "token budgets hold the longest sequence", lambda: check_token_budgets(config))
-    _check(report, "policy context holds prompt + response (local model folders)", lambda: check_context_length(config))
+    _check(report, "policy context holds prompt + response", lambda: check_context_length(config))
+    _check(report, "offloading leaves vLLM the freed memory", lambda: check_offload_feeds_rollout(config))
+    _check_gpu_modules(report, config)
     return report
+
+
+def _check_gpu_modules(report: PreflightReport, config: Any, cuda_available: bool | None = None) -> None:
+    modules = gpu_path_modules(config)
+    if cuda_available is None:
+        cuda_available = _cuda_available()
+    if not cuda_available:
+        report.passed.append(f"GPU modules {', '.join(modules) or '(none)'}: not checked (no CUDA device here)")
+        return
+    _check(report, f"GPU modules importable ({', '.join(modules)})", lambda: check_modules_importable(modules))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,26 +463,114 @@ def check_token_budgets(config: Any) -> None:
         raise ValueError("\n".join(problems))
 
 
+def gpu_path_modules(config: Any) -> list[str]:
+    """Top-level modules the configuration imports on a GPU machine (that the CPU config never does).
+
+    * ``flash_attn``: attention ``flash_attention_2`` (verl's default; ``model.override_config.
+      attn_implementation``), ``model.use_remove_padding`` (its varlen kernels), or Ulysses SP > 1;
+    * ``vllm``: ``rollout.name=vllm``; ``liger_kernel``: ``model.use_liger``.
+    """
+    section = config.actor_rollout_ref
+    model = section.model
+    attention = (model.get("override_config") or {}).get("attn_implementation") or VERL_DEFAULT_ATTENTION
+    modules = []
+    if attention == VERL_DEFAULT_ATTENTION or model.get("use_remove_padding") or _sp_size(section.actor) > 1:
+        modules.append("flash_attn")
+    if _rollout_name(config) == "vllm":
+        modules.append("vllm")
+    if model.get("use_liger"):
+        modules.append("liger_kernel")
+    return modules
+
+
+def _rollout_name(config: Any) -> str | None:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(config, "actor_rollout_ref.rollout.name", default=None, throw_on_missing=False)
+
+
+def check_modules_importable(modules: Sequence[str]) -> None:
+    """Raise naming each module that does not import, with its error and the install fix."""
+    import importlib
+
+    problems = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - an ImportError or a broken CUDA build, reported alike
+            problems.append(f"`import {name}` fails ({type(error).__name__}: {error})")
+    if problems:
+        raise ImportError(
+            "; ".join(problems) + ". The GPU path needs them: `pip install -r requirements.txt --find-links "
+            "<prebuilt flash-attn wheel source>` (docs/gpu_runs.md \"Install\")"
+        )
+
+
+def check_offload_feeds_rollout(config: Any) -> None:
+    """Raise when the actor offloads state to CPU memory but vLLM may not use the GPU memory it frees.
+
+    Offloading costs a host-device copy of that state every step; its only gain is room for vLLM's KV
+    cache, which vLLM takes only up to ``rollout.gpu_memory_utilization`` of each GPU.
+    """
+    section = config.actor_rollout_ref
+    if _rollout_name(config) != "vllm" or str(section.actor.strategy) not in FSDP_STRATEGIES:
+        return
+    fsdp = section.actor.fsdp_config
+    offloaded = [key for key in ("param_offload", "optimizer_offload") if fsdp.get(key)]
+    share = float(section.rollout.gpu_memory_utilization)
+    if offloaded and share < OFFLOADED_MIN_GPU_MEMORY_UTILIZATION:
+        raise ValueError(
+            f"actor_rollout_ref.actor.fsdp_config.{' and '.join(offloaded)}=True, but "
+            f"actor_rollout_ref.rollout.gpu_memory_utilization={share} leaves the freed memory unused; raise it to "
+            f">= {OFFLOADED_MIN_GPU_MEMORY_UTILIZATION} (run_scripts/estimate_memory.py gives the peak), or "
+            "turn the offload off"
+        )
+
+
+def model_context_positions(model: Any) -> tuple[int | None, str]:
+    """The policy model's ``max_position_embeddings`` and where it was read (None when nowhere).
+
+    Sources in order: ``model.override_config``, a local folder's config.json, the Hugging Face cache's
+    config.json of a hub id (no download), :data:`HUB_CONTEXT_POSITIONS`.
+    """
+    name = str(model.get("hf_config_path") or model.path)
+    overrides = model.get("override_config") or {}
+    if overrides.get("max_position_embeddings"):
+        return int(overrides["max_position_embeddings"]), "model.override_config"
+    config_file = Path(os.path.expanduser(name)) / "config.json"
+    if not config_file.is_file():
+        config_file = _cached_hub_config(name)
+    if config_file is not None and config_file.is_file():
+        hf_config = json.loads(config_file.read_text())
+        positions = hf_config.get("max_position_embeddings") or (hf_config.get("text_config") or {}).get(
+            "max_position_embeddings")
+        return (int(positions) if positions else None), str(config_file)
+    if name in HUB_CONTEXT_POSITIONS:
+        return HUB_CONTEXT_POSITIONS[name], f"{name} (preflight's HUB_CONTEXT_POSITIONS)"
+    return None, name
+
+
+def _cached_hub_config(name: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - ships with transformers
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - not a valid repo id: a local path that does not exist
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def check_context_length(config: Any) -> None:
-    """Raise when a local policy model's context cannot hold the longest prompt plus response.
+    """Raise when the policy model's context cannot hold the longest prompt plus response.
 
     verl 0.9.1's vLLM server caps every response at ``max_model_len - prompt length`` without a warning,
     and ``max_model_len`` defaults to the model's ``max_position_embeddings`` (4,096 for Qwen2.5-Math-7B).
-    Checked only when ``actor_rollout_ref.model.path`` (or ``hf_config_path``) is a local folder: hub ids
-    are not fetched here.
+    Local folders, hub ids in the Hugging Face cache and the hub ids of the launch scripts are checked
+    (:func:`model_context_positions`); another uncached hub id is not fetched here.
     """
-    model = config.actor_rollout_ref.model
-    folder = Path(os.path.expanduser(str(model.get("hf_config_path") or model.path)))
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        return
-    hf_config = json.loads(config_file.read_text())
-    overrides = model.get("override_config") or {}
-    positions = (
-        overrides.get("max_position_embeddings")
-        or hf_config.get("max_position_embeddings")
-        or (hf_config.get("text_config") or {}).get("max_position_embeddings")
-    )
+    positions, folder = model_context_positions(config.actor_rollout_ref.model)
     if positions is None:
         return
     limit = int(config.actor_rollout_ref.rollout.get("max_model_len") or positions)

@@ -21,9 +21,93 @@ CONFIG_PREFIX = "reward.sgpo.judge"
 BACKENDS = ("openai", "router", "prm", "rule")
 
 
+@dataclass(frozen=True)
+class JudgeFamily:
+    """Call settings a judge model family needs so that its verdict line is reached (estimates, see below).
+
+    A reasoning judge thinks before it answers: cut off by ``max_tokens`` it never writes the verdict, and
+    greedy decoding makes QwQ-style models loop. Each family's values become the ``reward.sgpo.judge``
+    keys of the same names (``openai.*`` and ``deadline_s``); the launch scripts pass them for
+    ``JUDGE_FAMILY`` (``python -m reward.judge.config --family <name>`` prints them), and
+    ``run_scripts/serve_judge_vllm.sh`` sizes the server's context from ``max_tokens``.
+
+    Attributes:
+        temperature: Sampling temperature (0 = greedy).
+        top_p: Nucleus sampling parameter.
+        max_tokens: Most tokens the judge may generate, thinking included.
+        timeout_s: Seconds one HTTP attempt may take: ``max_tokens`` at the slowest decode rate we plan for
+            (:data:`PLANNED_MIN_DECODE_TOKENS_PER_S` per sequence on a loaded server), plus margin.
+        max_retries: Further attempts after a failed one.
+        deadline_s: Bound on one ``judge()`` call, all attempts and waits included:
+            ``(1 + max_retries) × timeout_s`` plus queueing margin.
+        yarn_past_prompt_tokens: Prompts longer than this many tokens need YaRN rope scaling on the
+            server (the model card's rule); ``None``: the native context serves every prompt.
+        native_context_tokens: The context the model was trained for (``original_max_position_embeddings``
+            of its YaRN setting).
+        basis: Where the numbers come from.
+    """
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    timeout_s: float
+    max_retries: int
+    deadline_s: float
+    yarn_past_prompt_tokens: int | None
+    native_context_tokens: int
+    basis: str
+
+
+#: The slowest per-sequence decode rate (tokens/s) a judge attempt's time-out is planned for: a 32B model
+#: at TP 2 decoding dozens of sequences at once on H100-class GPUs (estimate, not measured).
+PLANNED_MIN_DECODE_TOKENS_PER_S = 15
+
+#: Families by name; ``qwq`` (Qwen/QwQ-32B, the default judge) sets the dataclass defaults below.
+JUDGE_FAMILIES: dict[str, JudgeFamily] = {
+    "qwq": JudgeFamily(
+        temperature=0.6, top_p=0.95, max_tokens=16_384, timeout_s=1_200.0, max_retries=1, deadline_s=2_700.0,
+        yarn_past_prompt_tokens=8_192, native_context_tokens=32_768,
+        basis="QwQ-32B model card: temperature 0.6, top-p 0.95, no greedy decoding; YaRN (factor 4) past "
+              "8,192 prompt tokens. max_tokens 16,384: an estimate (step checks often reason past 4,096); "
+              "16,384 / 15 tokens/s = 1,092 s per attempt, so timeout_s 1,200",
+    ),
+    "qwen3": JudgeFamily(
+        temperature=0.6, top_p=0.95, max_tokens=16_384, timeout_s=1_200.0, max_retries=1, deadline_s=2_700.0,
+        yarn_past_prompt_tokens=None, native_context_tokens=32_768,
+        basis="Qwen3 model card, thinking mode: temperature 0.6, top-p 0.95, no greedy decoding; native "
+              "32,768-token context. max_tokens and time-outs as qwq (estimates)",
+    ),
+    "instruct": JudgeFamily(
+        temperature=0.0, top_p=1.0, max_tokens=4_096, timeout_s=300.0, max_retries=2, deadline_s=900.0,
+        yarn_past_prompt_tokens=None, native_context_tokens=32_768,
+        basis="non-reasoning instruction models (Qwen2.5-72B-Instruct, hosted chat APIs): greedy for "
+              "repeatable verdicts; the verdict follows a short analysis, 4,096 tokens are ample (estimate)",
+    ),
+}
+DEFAULT_JUDGE_FAMILY = "qwq"
+_DEFAULT = JUDGE_FAMILIES[DEFAULT_JUDGE_FAMILY]
+#: ``JudgeFamily`` fields that are ``reward.sgpo.judge.openai.*`` settings (``deadline_s`` is one level up).
+_OPENAI_FAMILY_FIELDS = ("temperature", "top_p", "max_tokens", "timeout_s", "max_retries")
+
+
+def judge_family(name: str) -> JudgeFamily:
+    """The call settings of a judge family; ``ValueError`` naming the known families for another name."""
+    if name not in JUDGE_FAMILIES:
+        raise ValueError(f"judge family {name!r} is not known; choose one of {', '.join(JUDGE_FAMILIES)} "
+                         "(reward/judge/config.py JUDGE_FAMILIES), or set the reward.sgpo.judge keys yourself")
+    return JUDGE_FAMILIES[name]
+
+
+def family_overrides(name: str) -> list[str]:
+    """Hydra overrides that give ``reward.sgpo.judge`` the call settings of family ``name``."""
+    family = judge_family(name)
+    overrides = [f"{CONFIG_PREFIX}.openai.{key}={getattr(family, key)}" for key in _OPENAI_FAMILY_FIELDS]
+    return [*overrides, f"{CONFIG_PREFIX}.deadline_s={family.deadline_s}"]
+
+
 @dataclass
 class StepsConfig:
-    """How a response is split into steps (``reward.sgpo.judge.steps``); see :mod:`reward.steps`.
+    """How a response is split into steps (``reward.sgpo.judge.steps``); see :mod:`reward.judge.steps`.
 
     Attributes:
         max_steps: Most steps a response is split into. Longer responses have neighbouring steps merged
@@ -44,8 +128,10 @@ class StepsConfig:
             only the leading steps that fit are judged (at least one: a longer first step is cut to this
             many characters). "No error found" in such a prefix carries no signal: the verdict is "not
             judged" with ``failure='no_error_in_prefix'``; an error found in the prefix is a normal verdict.
-            24,000 characters are about 6–8k tokens of math text (3–4 characters per token), so the prompt
-            plus a reasoning judge's ``openai.max_tokens`` (4,096) fits a 16k-token judge context.
+            24,000 characters are about 6–8k tokens of math text (3–4 characters per token), so with the
+            problem and reference the prompt stays within the 12,288 tokens that
+            ``run_scripts/serve_judge_vllm.sh`` budgets for it, beside the ``qwq`` family's
+            ``openai.max_tokens`` (16,384) in the served context (estimates, not measured).
     """
 
     max_steps: int = 30
@@ -102,15 +188,18 @@ class OpenAIConfig:
         api_key_env: Name of the environment variable that holds the API key (sent as a Bearer token);
             ``None`` sends no key. The key itself never appears in config, logs or verdicts.
         max_concurrency: Most requests in flight at once from one judge (one per reward worker process).
-        timeout_s: Seconds one HTTP attempt may take (connect to last byte).
+        timeout_s: Seconds one HTTP attempt may take (connect to last byte). Default: the ``qwq`` family's
+            (:data:`JUDGE_FAMILIES`), as are ``max_retries``, ``temperature``, ``top_p`` and ``max_tokens``.
         max_retries: Further attempts after a failed one (connection error, timeout, HTTP 408/429/5xx);
             other 4xx answers and unparsable verdicts are not retried.
         backoff_s: First retry waits about this long; each later one doubles it, up to ``backoff_max_s``,
             with full jitter (uniform in ``[0.5, 1] ×`` the nominal wait) so workers do not retry in step.
         backoff_max_s: Cap of one retry wait, seconds.
-        temperature: Sampling temperature of the judge (0 = greedy: repeatable verdicts).
+        temperature: Sampling temperature of the judge (0 = greedy: repeatable verdicts, but reasoning
+            judges loop under greedy decoding).
         top_p: Nucleus sampling parameter sent with each request.
-        max_tokens: Most tokens the judge may generate. Reasoning judges (QwQ-32B) need several thousand.
+        max_tokens: Most tokens the judge may generate, thinking included; a reply cut off here has no
+            verdict. Reasoning judges (QwQ-32B) need many thousand.
         extra_body: Extra JSON fields merged into each request body (e.g.
             ``{chat_template_kwargs: {enable_thinking: false}}`` for Qwen3 judges).
     """
@@ -120,13 +209,13 @@ class OpenAIConfig:
     router_model: str | None = None
     api_key_env: str | None = None
     max_concurrency: int = 32
-    timeout_s: float = 300.0
-    max_retries: int = 2
+    timeout_s: float = _DEFAULT.timeout_s
+    max_retries: int = _DEFAULT.max_retries
     backoff_s: float = 1.0
     backoff_max_s: float = 30.0
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 4096
+    temperature: float = _DEFAULT.temperature
+    top_p: float = _DEFAULT.top_p
+    max_tokens: int = _DEFAULT.max_tokens
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:
@@ -231,7 +320,8 @@ class JudgeConfig:
             A paper table names the prompt by this version.
         prompt_file: A custom template file in the same format; overrides ``prompt_version``.
         deadline_s: Bound on one ``judge()`` call in seconds, waiting for a free connection and all retries
-            included. Past it the verdict is "not judged" (``failure='timeout'``).
+            included. Past it the verdict is "not judged" (``failure='timeout'``). Default: the ``qwq``
+            family's (:data:`JUDGE_FAMILIES`).
         cache_size: Most verdicts kept in the content-keyed cache (least recently used evicted); 0 disables.
             Only usable verdicts are cached; failures are retried by the next call.
         steps: Step segmentation (:class:`StepsConfig`).
@@ -244,7 +334,7 @@ class JudgeConfig:
     backend: str = "openai"
     prompt_version: str = "v1"
     prompt_file: str | None = None
-    deadline_s: float = 900.0
+    deadline_s: float = _DEFAULT.deadline_s
     cache_size: int = 100_000
     steps: StepsConfig = field(default_factory=StepsConfig)
     grading: GradingConfig = field(default_factory=GradingConfig)
@@ -362,3 +452,29 @@ def _validate_http(section: Any, prefix: str) -> None:
     _check(section.backoff_s >= 0, f"{prefix}.backoff_s", section.backoff_s, "must be >= 0")
     _check(section.backoff_max_s >= section.backoff_s, f"{prefix}.backoff_max_s", section.backoff_max_s,
            "must be >= backoff_s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reward.judge.config --family NAME [--field KEY]``: a family's hydra overrides, or one value."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m reward.judge.config", description=main.__doc__)
+    parser.add_argument("--family", default=DEFAULT_JUDGE_FAMILY, help=f"one of {', '.join(JUDGE_FAMILIES)}")
+    parser.add_argument("--field", help="print only this JudgeFamily field (empty for None)")
+    args = parser.parse_args(argv)
+    try:
+        family = judge_family(args.family)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.field is None:
+        print("\n".join(family_overrides(args.family)))
+    elif args.field in {f.name for f in dataclasses.fields(JudgeFamily)}:
+        value = getattr(family, args.field)
+        print("" if value is None else value)
+    else:
+        parser.error(f"--field {args.field!r} is not a JudgeFamily field")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

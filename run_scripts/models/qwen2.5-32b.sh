@@ -2,7 +2,10 @@
 # Qwen2.5-32B (base model) on 2 nodes x 8 GPUs x 80 GB. Sourced by sgpo_ and grpo_qwen2.5-32b.sh, so the
 # baseline runs with exactly these settings. "ours" marks our choices (the paper does not give them);
 # the memory estimate behind them: run_scripts/estimate_memory.py (README table).
-: "${MODEL_PATH:=Qwen/Qwen2.5-32B}"
+MODEL_HUB_ID=Qwen/Qwen2.5-32B
+# A local copy on shared storage when MODELS_DIR is set (multi-node launches require one), else the hub id.
+: "${MODEL_PATH:=${MODELS_DIR:+$MODELS_DIR/${MODEL_HUB_ID##*/}}}"
+: "${MODEL_PATH:=$MODEL_HUB_ID}"
 : "${NNODES:=2}"
 # Base models train on MATH (ours), written with the Qwen-math template that base models answer in:
 #   python -m data_prep write math_train benchmarks --template qwen_math --out data/qwen_math
@@ -21,11 +24,12 @@ MODEL_OVERRIDES=(
   actor_rollout_ref.actor.optim.lr=1e-6        # ours
   actor_rollout_ref.actor.use_kl_loss=False    # ours: no reference model (see qwen2.5-7b.sh)
   actor_rollout_ref.actor.kl_loss_coef=0.0
-  # Dynamic batches; 8k training tokens per GPU (two full-length sequences).
+  # Dynamic batches; 16k training tokens per GPU (four full-length sequences; below the 7B's 24k: 32B
+  # activations are 1.5x larger a token).
   actor_rollout_ref.actor.use_dynamic_bsz=True
-  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192
-  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=16384
-  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=16384
+  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384
+  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768
+  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=32768
   actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=1
   actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=1
   # 32B over 16 GPUs is 33 GB of sharded training state a GPU: weights and Adam state go to CPU memory
@@ -36,7 +40,8 @@ MODEL_OVERRIDES=(
   # vLLM: 32B weights (65 GB) split over 4 GPUs; 4 replicas on the two nodes. Short responses need
   # little KV cache, so more replicas beat a wider split.
   actor_rollout_ref.rollout.tensor_model_parallel_size=4
-  actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  # Nothing of the actor stays on the GPU while vLLM runs: 80 %, verl-recipe dapo 32B's value.
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.8
   trainer.total_epochs=10                      # 58 steps an epoch on MATH (ours)
   trainer.test_freq=20
   trainer.save_freq=50

@@ -2,7 +2,10 @@
 # DeepSeek-R1-Distill-Qwen-32B on 4 nodes x 8 GPUs x 80 GB. Sourced by sgpo_ and
 # grpo_r1-distill-qwen-32b.sh, so the baseline runs with exactly these settings. "ours" marks our choices
 # (the paper does not give them); the memory estimate behind them: run_scripts/estimate_memory.py.
-: "${MODEL_PATH:=deepseek-ai/DeepSeek-R1-Distill-Qwen-32B}"
+MODEL_HUB_ID=deepseek-ai/DeepSeek-R1-Distill-Qwen-32B
+# A local copy on shared storage when MODELS_DIR is set (multi-node launches require one), else the hub id.
+: "${MODEL_PATH:=${MODELS_DIR:+$MODELS_DIR/${MODEL_HUB_ID##*/}}}"
+: "${MODEL_PATH:=$MODEL_HUB_ID}"
 : "${NNODES:=4}"
 # Distilled models train on DeepScaleR (ours), written with the boxed instruction:
 #   python -m data_prep write deepscaler benchmarks --template boxed --out data/boxed
@@ -21,21 +24,22 @@ MODEL_OVERRIDES=(
   actor_rollout_ref.actor.optim.lr=1e-6        # ours
   actor_rollout_ref.actor.use_kl_loss=False    # ours: no reference model (see qwen2.5-7b.sh)
   actor_rollout_ref.actor.kl_loss_coef=0.0
-  # Ulysses sequence parallelism over the 8 GPUs of a node: 8k tokens a GPU, 64k per group.
+  # Ulysses sequence parallelism over the 8 GPUs of a node (verl-recipe dapo 32B's SP 8): 16k tokens a
+  # GPU, 128k per group.
   actor_rollout_ref.actor.use_dynamic_bsz=True
-  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192
-  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=16384
-  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=16384
+  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384
+  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768
+  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=32768
   actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=8
   actor_rollout_ref.ref.fsdp_config.ulysses_sequence_parallel_size=8
   # Weights and Adam state to CPU memory while vLLM generates: its long-response KV cache gets the room.
   actor_rollout_ref.actor.fsdp_config.param_offload=True
   actor_rollout_ref.actor.fsdp_config.optimizer_offload=True
   actor_rollout_ref.ref.fsdp_config.param_offload=True
-  # vLLM: one replica per node (TP 8 over NVLink): 8 GB of weights a GPU leaves the most KV cache for
-  # 17k-token sequences; 4 replicas.
-  actor_rollout_ref.rollout.tensor_model_parallel_size=8
-  actor_rollout_ref.rollout.gpu_memory_utilization=0.6
+  # vLLM: TP 4 (verl-recipe dapo 32B's gen_tp), 8 replicas: 16 GB of weights a GPU leaves 48 GB of KV
+  # cache at 80 %, about 730k tokens a replica (262 kB a token), 40 full-length sequences at once (estimate).
+  actor_rollout_ref.rollout.tensor_model_parallel_size=4
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.8
   # A wrong response waits for the rest of its group before the judge may see it (judge_scope
   # all_negative_groups); 16k-token groups can spread over more than the default 10 minutes (ours).
   reward.sgpo.group_wait_s=3600
