@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared layer of the GPU launch scripts (README "Launch scripts (GPU clusters)"). Sourced, never run.
+# Shared layer of the GPU launch scripts (docs/gpu_runs.md). Sourced, never run.
 #
 # A launch script (run_scripts/<algorithm>_<model>.sh) sources this file and one model file
 # (run_scripts/models/<model>.sh: the settings that depend on model size), sets ALGORITHM_OVERRIDES and
@@ -57,7 +57,7 @@ CONFIG_DIR="$REPO_DIR/recipe/sgpo/config"
 CONFIG_NAME=sgpo_trainer
 
 # Registers the recipe (estimator, reward manager, trainer modes) in every process that imports verl,
-# whether or not the repository is pip-installed there (README "How the recipe reaches verl").
+# whether or not the repository is pip-installed there (docs/verl_integration.md).
 PLUGIN_MODULE=recipe.sgpo.plugin
 
 # The eight benchmarks of the paper's tables, as `python -m data_prep write benchmarks` writes them.
@@ -114,7 +114,7 @@ hq() {
   fi
 }
 
-# Judge placement -> hydra overrides in JUDGE_OVERRIDES (README "Judge placement").
+# Judge placement -> hydra overrides in JUDGE_OVERRIDES (docs/gpu_runs.md "Judge placement").
 set_judge_overrides() {
   case "$1" in
     external)
@@ -157,7 +157,7 @@ set_judge_overrides() {
   scored in one batch after the rollout (_compute_reward_colocate), which hands the reward workers only
   prompts, responses and raw_prompt -- no reference answer, no reference solution, no group id -- so the
   step-wise judge has nothing to compare with. Use JUDGE_PLACEMENT=standalone (the judge on its own GPUs:
-  JUDGE_NNODES x JUDGE_GPUS_PER_NODE) or JUDGE_PLACEMENT=external (JUDGE_URL). README: Judge placement."
+  JUDGE_NNODES x JUDGE_GPUS_PER_NODE) or JUDGE_PLACEMENT=external (JUDGE_URL). docs/gpu_runs.md: Judge placement."
       ;;
     *)
       die "JUDGE_PLACEMENT=$1: expected external, standalone or off"
@@ -236,7 +236,7 @@ launch() {
   # Cluster-shape mistakes stop a launch; a dry run only warns, so every script prints its command anywhere.
   if [[ "$NNODES" -gt 1 && -z "${RAY_ADDRESS:-}" ]]; then
     refuse_or_warn "NNODES=$NNODES needs a running Ray cluster: start it (\`ray start --head\` on one node, \`ray start
-  --address=<head>:6379\` on the others) and export RAY_ADDRESS=http://<head>:8265. README: one node to many."
+  --address=<head>:6379\` on the others) and export RAY_ADDRESS=http://<head>:8265. docs/gpu_runs.md: From one node to many."
     RAY_ADDRESS="$PLACEHOLDER_RAY_ADDRESS"
   fi
   if [[ -n "${RAY_ADDRESS:-}" && "$JUDGE_PLACEMENT" == external && "$JUDGE_URL" =~ ://(localhost|127\.) ]]; then

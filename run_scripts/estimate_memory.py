@@ -1,9 +1,9 @@
-"""Estimated peak GPU memory of each launch script's policy GPUs (the README table comes from this).
+"""Estimated peak GPU memory of each launch script's policy GPUs (the table in docs/gpu_runs.md comes from this).
 
-    python run_scripts/estimate_memory.py          # prints the README's table rows
+    python run_scripts/estimate_memory.py          # prints the rows of the table in docs/gpu_runs.md
 
 An estimate, not a measurement: a back-of-the-envelope model of verl 0.9.1's hybrid engine (FSDP actor
-and vLLM rollout taking turns on the same GPUs), written down so every number in the README can be
+and vLLM rollout taking turns on the same GPUs), written down so every number in docs/gpu_runs.md can be
 re-derived and checked against the scripts (tests/test_launch_scripts_on_cpu.py compares the settings
 below with each script's printed command). Expect real peaks within about ±25 %: allocator
 fragmentation, NCCL buffers and vLLM's CUDA graphs vary with versions and drivers.

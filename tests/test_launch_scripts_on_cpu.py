@@ -3,7 +3,7 @@
 Each run executes the real script with bash: its preflight composes the full config against verl 0.9.1 and
 validates it (the same `python -m recipe.sgpo.preflight` a real launch runs), then the script prints the
 command it would run. The tests read that command back and check what each script promises: the
-estimator, the judge placement, the sizes (against run_scripts/estimate_memory.py, the README's memory
+estimator, the judge placement, the sizes (against run_scripts/estimate_memory.py, docs/gpu_runs.md's memory
 table), the cluster shape, and that the command-line arguments come last. One printed command is also
 handed to verl's own entry point (hydra `--cfg job`: compose and print, no training).
 """

@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034
 # Qwen2.5-Math-7B (base model) on 1 node x 8 GPUs x 80 GB. Sourced by sgpo_ and grpo_qwen2.5-math-7b.sh, so the
 # baseline runs with exactly these settings. "ours" marks our choices (the paper does not give them);
-# the memory estimate behind them: run_scripts/estimate_memory.py (README table).
+# the memory estimate behind them: run_scripts/estimate_memory.py (docs/gpu_runs.md).
 # The base most zero-RL anchors train (Oat-Zero, Dr. GRPO, LUFFY, SimpleRL-Zoo) and, we estimate, the
 # paper's table (docs/gpu_runs.md "Which 7B base"). Its context is 4,096 positions: prompt + response
 # below are exactly that, and the preflight refuses more (hub ids included).
