@@ -53,7 +53,7 @@ from reward.answers import (
     unwrap_text_wrapper,
 )
 from reward.grade_pool import WORKER_START_TIMEOUT_S, ComparisonOutcome, ComparisonRequest, WorkerPool
-from reward.settings_base import require_int, require_number, settings_from_section
+from reward.settings_base import require_int, require_number, build_settings
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class GraderConfig:
             ValueError: on an unknown key (a typo must not silently fall back to a default) or an invalid
                 value; the message names the full key, e.g. ``reward.sgpo.grader.timeout_s``.
         """
-        return settings_from_section(cls, mapping, CONFIG_PREFIX)
+        return build_settings(cls, mapping, CONFIG_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reward.encoding import BAND_KEY, DEFAULT_REWARD_BAND, validate_band
-from reward.settings_base import config_get, require_choice, require_number, settings_from_section
+from reward.settings_base import config_get, require_choice, require_number, build_settings
 
 #: Where the estimator's settings live in the trainer config; used in every error message.
 CONFIG_PREFIX = "algorithm.sgpo"
@@ -64,7 +64,7 @@ class SGPOConfig:
         A missing ``sgpo`` section gives the defaults; unknown keys in it are rejected (a typo must not
         silently fall back to a default).
         """
-        return settings_from_section(cls, config_get(algorithm_config, "sgpo"), CONFIG_PREFIX)
+        return build_settings(cls, config_get(algorithm_config, "sgpo"), CONFIG_PREFIX)
 
 
 def norm_adv_by_std(algorithm_config: Any) -> bool:

@@ -12,7 +12,9 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any
+
+from reward.settings_base import build_settings, require, require_choice
 
 #: Prefix of every judge setting in verl's config tree; error messages name keys with it.
 CONFIG_PREFIX = "reward.sgpo.judge"
@@ -140,10 +142,10 @@ class StepsConfig:
     max_judged_chars: int = 24_000
 
     def validate(self, prefix: str) -> None:
-        _check(self.max_steps >= 1, f"{prefix}.max_steps", self.max_steps, "must be at least 1")
-        _check(self.min_step_chars >= 0, f"{prefix}.min_step_chars", self.min_step_chars, "must be >= 0")
-        _check_choice(self.think_part, ("answer", "think", "all"), f"{prefix}.think_part")
-        _check(self.max_judged_chars >= 1, f"{prefix}.max_judged_chars", self.max_judged_chars,
+        require(self.max_steps >= 1, f"{prefix}.max_steps", self.max_steps, "must be at least 1")
+        require(self.min_step_chars >= 0, f"{prefix}.min_step_chars", self.min_step_chars, "must be >= 0")
+        require_choice(self.think_part, f"{prefix}.think_part", ("answer", "think", "all"))
+        require(self.max_judged_chars >= 1, f"{prefix}.max_judged_chars", self.max_judged_chars,
                "must be at least 1 (characters of step text shown to the judge)")
 
 
@@ -166,14 +168,48 @@ class GradingConfig:
     gamma: float = 0.5
 
     def validate(self, prefix: str) -> None:
-        _check_choice(self.rts, ("step", "token"), f"{prefix}.rts")
-        _check_choice(self.map, ("logistic", "linear"), f"{prefix}.map")
-        _check(math.isfinite(self.beta) and self.beta > 0, f"{prefix}.beta", self.beta, "must be a finite number > 0")
-        _check(math.isfinite(self.gamma), f"{prefix}.gamma", self.gamma, "must be finite")
+        require_choice(self.rts, f"{prefix}.rts", ("step", "token"))
+        require_choice(self.map, f"{prefix}.map", ("logistic", "linear"))
+        require(math.isfinite(self.beta) and self.beta > 0, f"{prefix}.beta", self.beta, "must be a finite number > 0")
+        require(math.isfinite(self.gamma), f"{prefix}.gamma", self.gamma, "must be finite")
 
 
 @dataclass
-class OpenAIConfig:
+class HTTPClientConfig:
+    """Connection settings of the HTTP backends, shared by ``openai`` (and ``router``) and ``prm`` (server mode).
+
+    Attributes:
+        api_key_env: Name of the environment variable that holds the API key (sent as a Bearer token);
+            ``None`` sends no key. The key itself never appears in config, logs or verdicts (it is redacted
+            from anything the server echoes).
+        max_concurrency: Most requests in flight at once from one judge (one per reward worker process).
+        timeout_s: Seconds one HTTP attempt may take (connect to last byte).
+        max_retries: Further attempts after a failed one (connection error, timeout, HTTP 408/429/5xx);
+            other 4xx answers and unparsable verdicts are not retried.
+        backoff_s: First retry waits about this long; each later one doubles it, up to ``backoff_max_s``,
+            with full jitter (uniform in ``[0.5, 1] ×`` the nominal wait) so workers do not retry in step.
+        backoff_max_s: Cap of one retry wait, seconds.
+    """
+
+    api_key_env: str | None = None
+    max_concurrency: int = 32
+    timeout_s: float = 120.0
+    max_retries: int = 2
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+
+    def validate_http(self, prefix: str) -> None:
+        require(self.max_concurrency >= 1, f"{prefix}.max_concurrency", self.max_concurrency, "must be at least 1")
+        require(math.isfinite(self.timeout_s) and self.timeout_s > 0, f"{prefix}.timeout_s", self.timeout_s,
+                "must be a finite number of seconds > 0")
+        require(self.max_retries >= 0, f"{prefix}.max_retries", self.max_retries, "must be >= 0")
+        require(self.backoff_s >= 0, f"{prefix}.backoff_s", self.backoff_s, "must be >= 0")
+        require(self.backoff_max_s >= self.backoff_s, f"{prefix}.backoff_max_s", self.backoff_max_s,
+                "must be >= backoff_s")
+
+
+@dataclass
+class OpenAIConfig(HTTPClientConfig):
     """An OpenAI-compatible chat endpoint (``reward.sgpo.judge.openai``): vLLM or SGLang servers, hosted APIs.
 
     The ``router`` backend (verl's reward-model router) uses these same settings except ``base_url`` and
@@ -185,16 +221,10 @@ class OpenAIConfig:
             they serve).
         router_model: Model name for the ``router`` backend; ``None`` omits it. verl 0.9.1 serves the judge
             under the local path of ``reward.reward_model.model_path``.
-        api_key_env: Name of the environment variable that holds the API key (sent as a Bearer token);
-            ``None`` sends no key. The key itself never appears in config, logs or verdicts.
-        max_concurrency: Most requests in flight at once from one judge (one per reward worker process).
-        timeout_s: Seconds one HTTP attempt may take (connect to last byte). Default: the ``qwq`` family's
-            (:data:`JUDGE_FAMILIES`), as are ``max_retries``, ``temperature``, ``top_p`` and ``max_tokens``.
-        max_retries: Further attempts after a failed one (connection error, timeout, HTTP 408/429/5xx);
-            other 4xx answers and unparsable verdicts are not retried.
-        backoff_s: First retry waits about this long; each later one doubles it, up to ``backoff_max_s``,
-            with full jitter (uniform in ``[0.5, 1] ×`` the nominal wait) so workers do not retry in step.
-        backoff_max_s: Cap of one retry wait, seconds.
+        HTTP client settings (``api_key_env``, ``max_concurrency``, ``timeout_s``, ``max_retries``,
+            ``backoff_s``, ``backoff_max_s``): :class:`HTTPClientConfig`. Here ``timeout_s`` and
+            ``max_retries`` default to the ``qwq`` family's (:data:`JUDGE_FAMILIES`), as do
+            ``temperature``, ``top_p`` and ``max_tokens``.
         temperature: Sampling temperature of the judge (0 = greedy: repeatable verdicts, but reasoning
             judges loop under greedy decoding).
         top_p: Nucleus sampling parameter sent with each request.
@@ -207,28 +237,24 @@ class OpenAIConfig:
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = None
     router_model: str | None = None
-    api_key_env: str | None = None
-    max_concurrency: int = 32
     timeout_s: float = _DEFAULT.timeout_s
     max_retries: int = _DEFAULT.max_retries
-    backoff_s: float = 1.0
-    backoff_max_s: float = 30.0
     temperature: float = _DEFAULT.temperature
     top_p: float = _DEFAULT.top_p
     max_tokens: int = _DEFAULT.max_tokens
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str) -> None:
-        _check(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
+        require(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
                "must start with http:// or https://")
-        _validate_http(self, prefix)
-        _check(self.temperature >= 0, f"{prefix}.temperature", self.temperature, "must be >= 0")
-        _check(0 < self.top_p <= 1, f"{prefix}.top_p", self.top_p, "must lie in (0, 1]")
-        _check(self.max_tokens >= 1, f"{prefix}.max_tokens", self.max_tokens, "must be at least 1")
+        self.validate_http(prefix)
+        require(self.temperature >= 0, f"{prefix}.temperature", self.temperature, "must be >= 0")
+        require(0 < self.top_p <= 1, f"{prefix}.top_p", self.top_p, "must lie in (0, 1]")
+        require(self.max_tokens >= 1, f"{prefix}.max_tokens", self.max_tokens, "must be at least 1")
 
 
 @dataclass
-class PRMConfig:
+class PRMConfig(HTTPClientConfig):
     """A discriminative process reward model in the Qwen2.5-Math-PRM style (``reward.sgpo.judge.prm``).
 
     The response's steps are joined with ``step_token`` after each one, inside the model's chat template
@@ -244,12 +270,8 @@ class PRMConfig:
         positive_label: Index of the "step is correct" class in the model's two-way output.
         threshold: A step whose probability of being correct is below this is an error.
         system_prompt: System message of the PRM's chat template (the one Qwen2.5-Math-PRM was trained with).
-        api_key_env: Environment variable with a Bearer token for the server; ``None`` sends none.
-        max_concurrency: Most requests in flight at once (``server`` mode).
-        timeout_s: Seconds one HTTP attempt may take.
-        max_retries: Further attempts after a failed one (as for ``openai``).
-        backoff_s: First retry wait, doubling up to ``backoff_max_s``, with jitter.
-        backoff_max_s: Cap of one retry wait, seconds.
+        HTTP client settings (``server`` mode: ``api_key_env``, ``max_concurrency``, ``timeout_s``,
+            ``max_retries``, ``backoff_s``, ``backoff_max_s``): :class:`HTTPClientConfig`, with its defaults.
         device: Torch device of the ``local`` model (``cpu``, ``cuda``).
         dtype: Torch dtype of the ``local`` model (``float32``, ``bfloat16``).
         trust_remote_code: Allow the model folder's own code (Qwen2.5-Math-PRM ships its head as remote code).
@@ -262,27 +284,21 @@ class PRMConfig:
     positive_label: int = 1
     threshold: float = 0.5
     system_prompt: str = "Please reason step by step, and put your final answer within \\boxed{}."
-    api_key_env: str | None = None
-    max_concurrency: int = 32
-    timeout_s: float = 120.0
-    max_retries: int = 2
-    backoff_s: float = 1.0
-    backoff_max_s: float = 30.0
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = True
 
     def validate(self, prefix: str) -> None:
-        _check_choice(self.mode, ("server", "local"), f"{prefix}.mode")
+        require_choice(self.mode, f"{prefix}.mode", ("server", "local"))
         if self.mode == "server":
-            _check(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
+            require(self.base_url.startswith(("http://", "https://")), f"{prefix}.base_url", self.base_url,
                    "must start with http:// or https://")
         else:
-            _check(bool(self.model), f"{prefix}.model", self.model, "must name the model folder in local mode")
-        _validate_http(self, prefix)
-        _check(bool(self.step_token), f"{prefix}.step_token", self.step_token, "must not be empty")
-        _check(self.positive_label in (0, 1), f"{prefix}.positive_label", self.positive_label, "must be 0 or 1")
-        _check(0 <= self.threshold <= 1, f"{prefix}.threshold", self.threshold, "must lie in [0, 1]")
+            require(bool(self.model), f"{prefix}.model", self.model, "must name the model folder in local mode")
+        self.validate_http(prefix)
+        require(bool(self.step_token), f"{prefix}.step_token", self.step_token, "must not be empty")
+        require(self.positive_label in (0, 1), f"{prefix}.positive_label", self.positive_label, "must be 0 or 1")
+        require(0 <= self.threshold <= 1, f"{prefix}.threshold", self.threshold, "must lie in [0, 1]")
 
 
 @dataclass
@@ -305,7 +321,7 @@ class RuleConfig:
     no_steps: str = "zero"
 
     def validate(self, prefix: str) -> None:
-        _check_choice(self.no_steps, ("zero", "not_judged"), f"{prefix}.no_steps")
+        require_choice(self.no_steps, f"{prefix}.no_steps", ("zero", "not_judged"))
 
 
 @dataclass
@@ -343,12 +359,12 @@ class JudgeConfig:
     rule: RuleConfig = field(default_factory=RuleConfig)
 
     def validate(self, prefix: str = CONFIG_PREFIX) -> JudgeConfig:
-        _check_choice(self.backend, BACKENDS, f"{prefix}.backend")
-        _check(math.isfinite(self.deadline_s) and self.deadline_s > 0, f"{prefix}.deadline_s", self.deadline_s,
+        require_choice(self.backend, f"{prefix}.backend", BACKENDS)
+        require(math.isfinite(self.deadline_s) and self.deadline_s > 0, f"{prefix}.deadline_s", self.deadline_s,
                "must be a finite number of seconds > 0")
-        _check(self.cache_size >= 0, f"{prefix}.cache_size", self.cache_size, "must be >= 0")
+        require(self.cache_size >= 0, f"{prefix}.cache_size", self.cache_size, "must be >= 0")
         if self.prompt_file is not None:
-            _check(os.path.isfile(self.prompt_file), f"{prefix}.prompt_file", self.prompt_file, "is not a file")
+            require(os.path.isfile(self.prompt_file), f"{prefix}.prompt_file", self.prompt_file, "is not a file")
         self.steps.validate(f"{prefix}.steps")
         self.grading.validate(f"{prefix}.grading")
         self.openai.validate(f"{prefix}.openai")
@@ -364,94 +380,8 @@ class JudgeConfig:
             ValueError: naming the full key (``reward.sgpo.judge.<path>``) of an unknown key, a value of the
                 wrong type, or a value out of range.
         """
-        config = _build(cls, _plain(mapping) or {}, prefix)
+        config = build_settings(cls, mapping, prefix)
         return config.validate(prefix)
-
-
-def _plain(mapping: Any) -> Any:
-    """OmegaConf nodes to plain containers (without importing OmegaConf when it is not one)."""
-    if mapping is None or isinstance(mapping, dict):
-        return mapping
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(mapping, DictConfig):
-            return OmegaConf.to_container(mapping, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with verl
-        pass
-    if isinstance(mapping, Mapping):
-        return dict(mapping)
-    return mapping
-
-
-def _build(cls: type, mapping: Any, prefix: str) -> Any:
-    if not isinstance(mapping, Mapping):
-        raise ValueError(f"{prefix} must be a mapping of settings, got {type(mapping).__name__}: {mapping!r}")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in mapping.items():
-        full = f"{prefix}.{key}"
-        if key not in fields:
-            raise ValueError(f"unknown setting {full}; known keys under {prefix}: {', '.join(sorted(fields))}")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, _plain(value) if value is not None else {}, full)
-        else:
-            values[key] = _coerce(value, hint, full)
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check ``value`` against a simple type hint (``int``, ``float``, ``str | None``, ``dict``, ``bool``)."""
-    text = str(hint)
-    optional = "None" in text
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"{key} must not be null")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ValueError(f"{key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"{key} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ValueError(f"{key} must be a number, got {value!r}")
-    if text.startswith("dict"):
-        plain = _plain(value)
-        if isinstance(plain, Mapping):
-            return dict(plain)
-        raise ValueError(f"{key} must be a mapping, got {value!r}")
-    if "str" in text:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{key} must be a string, got {value!r}")
-    return value  # pragma: no cover - every field type is handled above
-
-
-def _check(ok: bool, key: str, value: Any, requirement: str) -> None:
-    if not ok:
-        raise ValueError(f"{key} {requirement}, got {value!r}")
-
-
-def _check_choice(value: Any, choices: tuple[str, ...], key: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _validate_http(section: Any, prefix: str) -> None:
-    _check(section.max_concurrency >= 1, f"{prefix}.max_concurrency", section.max_concurrency, "must be at least 1")
-    _check(math.isfinite(section.timeout_s) and section.timeout_s > 0, f"{prefix}.timeout_s", section.timeout_s,
-           "must be a finite number of seconds > 0")
-    _check(section.max_retries >= 0, f"{prefix}.max_retries", section.max_retries, "must be >= 0")
-    _check(section.backoff_s >= 0, f"{prefix}.backoff_s", section.backoff_s, "must be >= 0")
-    _check(section.backoff_max_s >= section.backoff_s, f"{prefix}.backoff_max_s", section.backoff_max_s,
-           "must be >= backoff_s")
 
 
 def main(argv: list[str] | None = None) -> int:
