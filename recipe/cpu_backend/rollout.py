@@ -29,6 +29,7 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 from recipe.cpu_backend.platform import use_all_cores
+from reward.settings_base import config_get
 
 logger = logging.getLogger("sgpo.cpu_backend.rollout")
 
@@ -47,19 +48,12 @@ def server_name(replica_rank: int) -> str:
     return SERVER_NAME_TEMPLATE.format(replica_rank=replica_rank)
 
 
-def _config_value(config: Any, key: str, default: Any = None) -> Any:
-    """``config.key`` for both verl's dataclass configs and the OmegaConf sections Ray hands over."""
-    if hasattr(config, "get") and not hasattr(config, "__dataclass_fields__"):
-        return config.get(key, default)
-    return getattr(config, key, default)
-
-
 def _model_path(model_config: Any) -> str:
-    return str(_config_value(model_config, "local_path") or _config_value(model_config, "path"))
+    return str(config_get(model_config, "local_path") or config_get(model_config, "path"))
 
 
 def _attn_implementation(model_config: Any) -> str:
-    override = _config_value(model_config, "override_config") or {}
+    override = config_get(model_config, "override_config") or {}
     return dict(override).get("attn_implementation", "sdpa")
 
 
@@ -93,7 +87,7 @@ class TransformersServer:
         self.threads = use_all_cores()
         # Sampling draws from torch's global generator; seeding it makes a run repeatable for a given
         # arrival order of requests (rollout.seed, one stream per replica).
-        torch.manual_seed(int(_config_value(config, "seed", 0)) + replica_rank)
+        torch.manual_seed(int(config_get(config, "seed") or 0) + replica_rank)
         self.config = config
         self.replica_rank = replica_rank
         path = _model_path(model_config)
