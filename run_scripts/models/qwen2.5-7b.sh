@@ -2,7 +2,8 @@
 # Qwen2.5-7B (base model) on 1 node x 8 GPUs x 80 GB. Sourced by sgpo_, grpo_ and dapo_qwen2.5-7b.sh, so the
 # baselines run with exactly these settings. "ours" marks our choices (the paper does not give them);
 # the memory estimate behind them: run_scripts/estimate_memory.py (docs/gpu_runs.md).
-MODEL_HUB_ID=Qwen/Qwen2.5-7B
+# qwen2.5-math-7b.sh sets MODEL_HUB_ID before it sources this file (same sizes, another model).
+: "${MODEL_HUB_ID:=Qwen/Qwen2.5-7B}"
 # A local copy on shared storage when MODELS_DIR is set (multi-node launches require one), else the hub id.
 : "${MODEL_PATH:=${MODELS_DIR:+$MODELS_DIR/${MODEL_HUB_ID##*/}}}"
 : "${MODEL_PATH:=$MODEL_HUB_ID}"
