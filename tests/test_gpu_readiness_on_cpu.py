@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from config_overrides import RUNNABLE as VALIDATE_MINIMUM
 import torch
 
 from recipe.sgpo.metrics import JUDGE_FAILURE_WARNING_SHARE, sgpo_step_metrics, warn_on_judge_failures
@@ -36,16 +37,8 @@ from reward.judge.config import JUDGE_FAMILIES, JudgeConfig, OpenAIConfig, famil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
-#: verl's validate_config minimum (as tests/test_preflight_on_cpu.py RUNNABLE), on the GPU config (no cpu platform).
-RUNNABLE = [
-    "data.train_batch_size=4",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=4",
-    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
-    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
-    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2",
-    "trainer.n_gpus_per_node=1",
-    "actor_rollout_ref.rollout.name=vllm",  # as every launch script sets it
-]
+#: verl's validate_config minimum, on the GPU config (no cpu platform).
+RUNNABLE = [*VALIDATE_MINIMUM, "actor_rollout_ref.rollout.name=vllm"]  # as every launch script sets it
 #: The resolver dry run's target: the clusters' Linux x86_64 with glibc up to 2.35 (Ubuntu 22.04), CPython 3.11.
 TARGET_GLIBC_MINOR = 35
 OLDEST_MANYLINUX_MINOR = 5
