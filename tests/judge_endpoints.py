@@ -12,6 +12,25 @@ from reward.judge.backends.http import ERROR_BODY_CHARS
 from reward.judge.cpu_server import free_port
 
 
+#: ``hashed`` mode: one response in this many gets an answer without a verdict (a parse failure).
+HASHED_FAILURE_EVERY = 5
+
+
+def hashed_verdict(body: bytes) -> str:
+    """A verdict that depends only on the request: from a hash of the prompt, one of the ``K`` steps
+    numbered in it, "none", or (one in :data:`HASHED_FAILURE_EVERY`) no verdict at all."""
+    import hashlib
+    import json
+
+    prompt = json.loads(body)["messages"][-1]["content"]
+    steps = max(1, prompt.count('<step number="'))
+    digest = int(hashlib.sha256(prompt.encode("utf-8")).hexdigest(), 16)
+    if digest % HASHED_FAILURE_EVERY == 0:
+        return "I cannot decide."
+    choice = (digest // HASHED_FAILURE_EVERY) % (steps + 1)
+    return "VERDICT: none" if choice == steps else f"VERDICT: {choice + 1}"
+
+
 class MisbehavingEndpoint:
     """An OpenAI-style endpoint run by the test: ``/{mode}/v1/chat/completions`` misbehaves by ``mode``."""
 
@@ -28,7 +47,7 @@ class MisbehavingEndpoint:
     async def handle(self, http_request: web.Request) -> web.StreamResponse:
         mode = http_request.match_info["mode"]
         self.hits[mode] = self.hits.get(mode, 0) + 1
-        await http_request.read()
+        body = await http_request.read()
 
         def reply(text):
             return web.json_response({"choices": [{"message": {"role": "assistant", "content": text}}]})
@@ -59,6 +78,8 @@ class MisbehavingEndpoint:
             return web.Response(status=200)
         if mode == "step2":  # a well-behaved judge that always finds the first error at step 2
             return reply("VERDICT: 2")
+        if mode == "hashed":  # a judge whose verdicts vary by response: spread, and some failures
+            return reply(hashed_verdict(body))
         if mode == "flaky":  # fails twice, then answers: retries must get through
             if self.hits[mode] <= 2:
                 return web.Response(status=503, text="busy")

@@ -68,12 +68,26 @@ def test_step_line_and_validation_accuracy_come_from_verls_metric_names():
 
 @pytest.mark.slow
 def test_main_job_runs_sgpo_on_the_tiny_policy(tmp_path, repo_root):
-    run_dir = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1", "--response-length", "24",
-        "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir),
-    ]
-    completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
+    # The main job on the tiny policy, judged over real HTTP by a loopback judge whose verdicts vary by
+    # response (tests/judge_endpoints.py "hashed": a step, "none", or no verdict for one in five), so
+    # all-negative groups get graded values with spread and some members are not judged. The advantages
+    # verl's trainer computed (the sgpo trainer's per-step dump) must be ordered like the graded values,
+    # and zero for every member without a verdict. (The tiny policy is never right, so every group is
+    # all-negative; mixed groups equal verl's grpo in test_reward_manager_on_cpu.py and
+    # test_sgpo_advantage_on_cpu.py.)
+    from judge_endpoints import MisbehavingEndpoint
+
+    run_dir, dump_dir = tmp_path / "run", tmp_path / "advantages"
+    with MisbehavingEndpoint() as judge:
+        command = [
+            sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1",
+            # long enough that most responses end by themselves (a "none" verdict on a cut-off one is no signal)
+            "--response-length", "256", "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir), "--",
+            "reward.sgpo.judge.backend=openai", f"reward.sgpo.judge.openai.base_url={judge.url('hashed')}",
+            "reward.sgpo.judge.openai.max_retries=0", "reward.sgpo.judge.deadline_s=60",
+            f"trainer.sgpo_advantage_dir={dump_dir}",
+        ]
+        completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     out = completed.stdout
     assert "validation accuracy before training" in out and "validation accuracy after step 1" in out
@@ -82,7 +96,33 @@ def test_main_job_runs_sgpo_on_the_tiny_policy(tmp_path, repo_root):
     assert "[sgpo] sgpo on the CPU: 1 steps" in out
     metrics = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
     step = next(m["data"] for m in metrics if m["step"] == 1)
-    # The SGPO reward manager judged the tiny policy's (all wrong) responses with the rule verifier.
     assert step["sgpo/judge/called"] > 0 and step["sgpo/groups/all_negative_share"] == 1.0
     assert (run_dir / "checkpoints" / "global_step_1" / "actor" / "huggingface").is_dir()
     assert any((run_dir / "rollouts").glob("*.jsonl"))
+    check_advantages_follow_graded_values(dump_dir / "1.jsonl")
+
+
+def check_advantages_follow_graded_values(dump: Path) -> None:
+    rows = [json.loads(line) for line in dump.read_text().splitlines()]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["uid"], []).append(row)
+    assert len(rows) == 16 and all(len(members) == 4 for members in groups.values())
+    taught = 0
+    for members in groups.values():
+        judged = [m for m in members if m["judged"]]
+        for m in members:
+            if not m["judged"]:
+                assert m["advantage"] == 0.0, m  # no verdict, no signal
+        by_value = sorted(judged, key=lambda m: m["graded_value"])
+        for low, high in zip(by_value, by_value[1:]):
+            assert low["advantage"] <= high["advantage"] + 1e-6, (low, high)
+            if high["graded_value"] > low["graded_value"] + 1e-3:
+                assert high["advantage"] > low["advantage"], (low, high)
+        if len({round(m["graded_value"], 6) for m in judged}) >= 2:
+            taught += 1
+            assert by_value[0]["advantage"] < 0 < by_value[-1]["advantage"]
+        else:
+            assert all(m["advantage"] == 0.0 for m in members)  # fewer than 2 values: no fake signal
+    assert taught >= 1, "no all-negative group had graded values with spread: the test proves nothing"
+    assert any(not row["judged"] for row in rows), "no member without a verdict: the zero rule went untested"

@@ -16,7 +16,9 @@ A failure while computing these metrics is logged and never stops training.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import open_dict
@@ -63,10 +65,30 @@ class SGPOMetricsMixin:
         first = mask.float().argmax(dim=-1, keepdim=True)
         advantages = (data["advantages"].to_padded_tensor(0.0).gather(1, first).squeeze(1) * mask.any(-1))[keep]
         settings = SGPOConfig.from_algorithm_config(self.config.algorithm)
+        dump_dir = self.config.trainer.get(ADVANTAGE_DIR_KEY)
+        if dump_dir:
+            write_advantage_dump(Path(dump_dir) / f"{self.global_steps}.jsonl", uids, scores, infos, advantages)
         return {
             **sgpo_step_metrics(uids, scores, infos, settings),
             **all_negative_advantage_metrics(uids, scores, advantages),
         }
+
+
+#: ``trainer.<key>``: folder of the per-step advantage dump (null: none).
+ADVANTAGE_DIR_KEY = "sgpo_advantage_dir"
+#: Reward extra-info keys copied into each dump row beside the group id, reward and advantage.
+ADVANTAGE_DUMP_FIELDS = ("acc", "judged", "judge_called", "graded_value", "first_error_step", "num_steps",
+                         "group_state", "truncated")
+
+
+def write_advantage_dump(path: Path, uids: list[str], scores: Any, infos: list[dict], advantages: Any) -> None:
+    """One JSON line per response: ``uid``, encoded ``reward``, ``advantage`` and :data:`ADVANTAGE_DUMP_FIELDS`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for uid, score, info, advantage in zip(uids, scores.tolist(), infos, advantages.tolist()):
+            row = {"uid": uid, "reward": score, "advantage": advantage}
+            row.update({key: info.get(key) for key in ADVANTAGE_DUMP_FIELDS})
+            out.write(json.dumps(row) + "\n")
 
 
 def _reward_extra_info(extra_field: Any) -> dict:
