@@ -358,3 +358,176 @@ def test_eval_script_dry_run_prints_the_validation_command(script, long_context_
     assert overrides["trainer.val_only"] == "True"
     assert overrides["actor_rollout_ref.rollout.name"] == "vllm"
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+# ---------------------------------------------------------------------------------------------- prompt lengths
+
+
+@pytest.fixture(scope="module")
+def fixture_benchmarks(tmp_path_factory) -> list[Path]:
+    """Two real benchmark parquet files (AIME24, AMC23; 2 problems each) written by data_prep from the
+    repository's hub-snapshot fixtures, in the base family's Qwen-math template."""
+    out = tmp_path_factory.mktemp("benchmarks")
+    subprocess.run([sys.executable, "-m", "data_prep", "write", "aime24", "amc23", "--source-dir",
+                    str(REPO_ROOT / "tests" / "fixtures" / "data_prep"), "--template", "qwen_math", "--out", str(out), "--quiet"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    return [out / "aime24" / "test.parquet", out / "amc23" / "test.parquet"]
+
+
+def test_a_prompt_longer_than_max_prompt_tokens_stops_before_generation(tmp_path, tiny_policy, fixture_benchmarks):
+    """verl's data.filter_overlong_prompts would drop the row, and the benchmark would be scored over 1 of its
+    2 problems. AIME24's row 0 is 619 tokens for the tiny policy's byte tokenizer (as verl counts: chat
+    template with the generation prompt), row 1 is 233."""
+    aime24 = fixture_benchmarks[0]
+    done = eval_cli("run", "--model", str(tiny_policy), "--benchmarks", str(aime24), "--out", str(tmp_path / "out"),
+                    "--family", "base", "--max-prompt-tokens", "512", "--max-response-tokens", "16", "--dry-run")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"benchmark {aime24}: 1 of 2 prompts are longer than --max-prompt-tokens 512 (row 0: 619 tokens)" in done.stderr
+    assert "Raise --max-prompt-tokens to 619 or more" in done.stderr
+    assert not (tmp_path / "out").exists()
+    fits = eval_cli("run", "--model", str(tiny_policy), "--benchmarks", str(aime24), "--out", str(tmp_path / "out"),
+                    "--family", "base", "--max-prompt-tokens", "619", "--max-response-tokens", "16", "--dry-run")
+    assert fits.returncode == 0, fits.stderr
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+#: The end-to-end evaluation's protocol: 2 samples of at most 16 tokens; 768 prompt tokens fit every fixture prompt.
+E2E_SAMPLING = ("--family", "base", "--samples", "2", "--max-prompt-tokens", "768", "--max-response-tokens", "16", "--method", "SGPO",
+                "--model-label", "tiny")
+#: Seconds allowed for one trainer launch (the demo, or one benchmark) on 2 busy cores; a run takes ~80-100 s.
+LAUNCH_TIMEOUT_S = 600
+#: Seconds to wait for Ray's processes to exit after the kill before ending them one by one.
+RAY_EXIT_WAIT_S = 15
+
+
+def eval_run_command(model: Path, benchmarks: list[Path], out: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "recipe.sgpo.eval", "run", "--platform", "cpu", "--model", str(model), "--benchmarks",
+            *map(str, benchmarks), "--out", str(out), "--cache-dir", str(cache), *E2E_SAMPLING]
+
+
+def kill_during(command: list[str], started: Path, marker: str, log: Path) -> None:
+    """Start the CLI in a process group of its own, wait until ``started`` holds ``marker``, then SIGKILL the group
+    (the CLI and its trainer); Ray's daemons, which leave the group, are ended by pid if they outlive it."""
+    import signal
+    import time
+
+    import psutil
+
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 2 * LAUNCH_TIMEOUT_S
+    while not (started.is_file() and marker in started.read_text(errors="replace")):
+        assert process.poll() is None, f"the run ended (exit {process.returncode}) before {started} showed {marker!r}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{started} never showed {marker!r}"
+        time.sleep(1)
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=RAY_EXIT_WAIT_S)
+    for survivor in alive:
+        survivor.kill()
+    psutil.wait_procs(alive, timeout=RAY_EXIT_WAIT_S)
+
+
+def samples_by_problem(records: Path) -> dict[str, list[str]]:
+    """Each problem's generated outputs (by prompt text), in sample order; uids are fresh uuids per run."""
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    by_problem: dict[str, list[tuple[int, str]]] = {}
+    for line in lines:
+        by_problem.setdefault(line["input"], []).append((int(line["uid"].split("_")[-2]), line["output"]))
+    return {prompt: [output for _, output in sorted(samples)] for prompt, samples in by_problem.items()}
+
+
+@pytest.mark.slow
+def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixture_benchmarks):
+    """The README's flow on a checkpoint the CPU trainer wrote: merge it with verl's merger, evaluate two
+    benchmarks, SIGKILL the run during the second, resume, and compare with an uninterrupted run; then table
+    and curves. Four trainer launches after the demo's (Ray start-up dominates each).
+
+    Measured: 449 s and 517 s (two runs) on the 2-core machine shared with other jobs (demo ~100 s; each of the four evaluation
+    trainer launches 80-100 s, mostly Ray and worker start-up; merge 11 s), over the ~6 min aimed at: four
+    launches are the fewest that give an uninterrupted reference and a killed-and-resumed run.
+    """
+    import torch
+    from safetensors.torch import load_file
+    from torch.distributed.tensor import DTensor
+    from transformers import AutoModelForCausalLM
+
+    run_dir = tmp_path / "demo"
+    demo = subprocess.run([sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1", "--train-size", "8",
+                           "--val-size", "2", "--response-length", "16", "--run-dir", str(run_dir)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    step = run_dir / "checkpoints" / "global_step_1"
+    actor = step / "actor"
+    # What verl 0.9.1's CPU trainer (FSDP2 on gloo, one rank) wrote: DTensor shards and the merger's inputs.
+    assert json.loads((actor / "fsdp_config.json").read_text()) == {"FSDP_version": 2, "world_size": 1}
+    shard = torch.load(actor / "model_world_size_1_rank_0.pt", weights_only=False, map_location="cpu")
+    assert shard and all(isinstance(tensor, DTensor) for tensor in shard.values())
+    assert (actor / "huggingface" / "config.json").is_file() and (actor / "huggingface" / "tokenizer.json").is_file()
+
+    cache, reference, interrupted = tmp_path / "cache", tmp_path / "reference", tmp_path / "interrupted"
+    uninterrupted = subprocess.run(eval_run_command(step, fixture_benchmarks, reference, cache), cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=3 * LAUNCH_TIMEOUT_S)
+    assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:] + uninterrupted.stderr[-3000:]
+
+    # The merge: one folder, marked finished, loadable by transformers, equal to the trained shard (verl's
+    # merger writes bfloat16, the shard is float32).
+    (merged,) = cache.iterdir()
+    assert json.loads((merged / ".sgpo-merged.json").read_text())["step"] == 1
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    merged_weights = load_file(merged / "model.safetensors")
+    for name, tensor in shard.items():
+        if name in merged_weights:
+            assert torch.equal(merged_weights[name], tensor.full_tensor().to(torch.bfloat16)), name
+    assert set(merged_weights) <= set(shard) and len(merged_weights) >= len(shard) - 1  # lm_head is tied to the embedding
+    assert model.config.tie_word_embeddings
+    merged_at = (merged / "model.safetensors").stat().st_mtime_ns
+
+    second = interrupted / "benchmarks" / "amc23"
+    kill_during(eval_run_command(step, fixture_benchmarks, interrupted, cache), second / "trainer.log", "ray init kwargs",
+                tmp_path / "interrupted.log")
+    first = interrupted / "benchmarks" / "aime24"
+    assert (first / "done.json").is_file() and not (second / "done.json").exists()
+    assert not (interrupted / "results.json").exists()
+    kept = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in (first / "done.json", first / "generations" / "0.jsonl")}
+
+    resumed = subprocess.run(eval_run_command(step, fixture_benchmarks, interrupted, cache), cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=3 * LAUNCH_TIMEOUT_S)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "aime24: done before, kept" in resumed.stdout + resumed.stderr
+    assert {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in kept} == kept  # the first benchmark was not redone
+    assert (second / "done.json").is_file()
+    assert [path.name for path in cache.iterdir()] == [merged.name]  # no second merge
+    assert (merged / "model.safetensors").stat().st_mtime_ns == merged_at
+
+    expected = json.loads((reference / "results.json").read_text())
+    got = json.loads((interrupted / "results.json").read_text())
+    assert got["unfinished"] == [] and got["benchmarks"] == expected["benchmarks"] and got["macro_average"] == expected["macro_average"]
+    assert {name: score["problems"] for name, score in got["benchmarks"].items()} == {"aime24": 2, "amc23": 2}
+    assert got["protocol"] == expected["protocol"]
+    # Same problems, each with all its samples, in both runs. The outputs themselves are not compared: the CPU
+    # rollout samples a whole batch from one seeded torch generator, so an output depends on the batch row its
+    # request lands in, and verl's agent loop sends the samples concurrently (arrival order, hence which sample
+    # index gets which output, varies between runs; docs/evaluation.md "On the CPU").
+    for name in ("aime24", "amc23"):
+        records = [samples_by_problem(folder / "benchmarks" / name / "generations" / "0.jsonl") for folder in (reference, interrupted)]
+        assert {prompt: len(outputs) for prompt, outputs in records[0].items()} == {prompt: 2 for prompt in records[1]}, name
+
+    table = eval_cli("table", str(interrupted / "results.json"), "--format", "md", "csv", "--out", str(tmp_path / "table"))
+    assert table.returncode == 0, table.stderr
+    markdown = (tmp_path / "table.md").read_text()
+    avg = {name: f"{got['benchmarks'][name]['avg']:.1f}" for name in ("aime24", "amc23")}
+    assert "| Model | Method | Stage | AIME24 | AMC23 | Avg |" in markdown
+    assert f"| tiny | SGPO |  | {avg['aime24']} | {avg['amc23']} | {got['macro_average']['avg']:.1f} |" in markdown
+    assert (tmp_path / "table.csv").read_text().splitlines()[0] == "Model,Method,Stage,AIME24,AMC23,Avg,source"
+
+    metrics = run_dir / "logs" / "metrics.jsonl"
+    log_table = eval_cli("table", "--log", f"demo={metrics}")
+    assert log_table.returncode == 0, log_table.stderr
+    assert "| demo | validation | step 0 |" in log_table.stdout and "| demo | validation | step 1 |" in log_table.stdout
+    curves = eval_cli("curves", "--log", f"demo={metrics}", "--out", str(tmp_path / "curves.png"))
+    assert curves.returncode == 0, curves.stderr
+    assert "training accuracy" in curves.stdout and "judge calls per step" in curves.stdout  # the rule judge ran
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

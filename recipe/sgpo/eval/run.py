@@ -16,9 +16,11 @@ Layout of ``--out``::
 
 A benchmark with ``done.json`` is never redone; an interrupted one is redone from scratch. A folder whose
 ``protocol.json`` differs from the new run's protocol is refused (mixing protocols would mix numbers).
-Before any generation: the model is resolved (and merged once), every parquet is checked to be ours,
-prompt + response tokens are checked against the model's context, and the trainer config is checked by
-``recipe.sgpo.preflight``.
+Before any generation (and before a checkpoint is merged): every parquet is checked to be ours, prompt +
+response tokens are checked against the model's context, every prompt is checked to fit ``--max-prompt-tokens``
+(verl's ``data.filter_overlong_prompts`` would otherwise drop it, and the benchmark would be scored over fewer
+problems than it has), then the model is resolved (and merged once) and the trainer config is checked by
+``recipe.sgpo.preflight``. After each launch the records must cover every row of the benchmark.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ RESULTS_NAME = "results.json"
 VERSIONED_PACKAGES = ("verl", "vllm", "torch", "transformers", "math-verify")
 #: Bytes read at a time when hashing a file.
 HASH_CHUNK_BYTES = 1 << 20
+#: Overlong rows named in the error (the count names them all).
+OVERLONG_ROWS_SHOWN = 5
 
 
 class EvalInputError(ValueError):
@@ -119,6 +123,33 @@ def check_benchmark(path: Path) -> Benchmark:
         raise EvalInputError(f"benchmark {path}: its sha256 differs from {manifest_path.name}'s; the file was changed after data_prep wrote it. {fix}")
     rows = pq.ParquetFile(path).metadata.num_rows
     return Benchmark(next(iter(sources)).removeprefix(DATA_SOURCE_PREFIX), path, rows, digest, manifest)
+
+
+def prompt_token_counts(benchmark: Benchmark, tokenizer_source: str, revision: str | None = None) -> list[int]:
+    """Tokens of each row's prompt as verl counts them for ``data.filter_overlong_prompts`` (verl 0.9.1
+    ``RLHFDataset.maybe_filter_out_long_prompts``: the chat template applied with the generation prompt)."""
+    from transformers import AutoTokenizer
+    from verl.utils.tokenizer import normalize_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=revision)
+    prompts = pq.read_table(benchmark.path, columns=["prompt"]).column("prompt").to_pylist()
+    return [len(normalize_token_ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)))
+            for prompt in prompts]
+
+
+def check_prompt_lengths(benchmarks: Sequence[Benchmark], tokenizer_source: str, revision: str | None, max_prompt_tokens: int) -> None:
+    """Stop when a prompt is longer than ``max_prompt_tokens``: verl would drop its row, and the benchmark's
+    scores would be over fewer problems than the benchmark has (not comparable with published numbers)."""
+    for benchmark in benchmarks:
+        counts = prompt_token_counts(benchmark, tokenizer_source, revision)
+        overlong = [(row, count) for row, count in enumerate(counts) if count > max_prompt_tokens]
+        if overlong:
+            shown = ", ".join(f"row {row}: {count}" for row, count in overlong[:OVERLONG_ROWS_SHOWN])
+            raise EvalInputError(
+                f"benchmark {benchmark.path}: {len(overlong)} of {len(counts)} prompts are longer than --max-prompt-tokens "
+                f"{max_prompt_tokens} ({shown} tokens); verl would drop them and score the rest. Raise --max-prompt-tokens "
+                f"to {max(count for _, count in overlong)} or more"
+            )
 
 
 def package_versions() -> dict[str, str | None]:
@@ -246,6 +277,9 @@ def run_benchmark(options: EvalOptions, model_path: str, benchmark: Benchmark, f
     if status != 0 or not dump.is_file():
         raise RuntimeError(f"{benchmark.name}: the trainer failed (exit {status}); log: {folder / 'trainer.log'}")
     problems = scores.read_problems(dump)
+    if len(problems) != benchmark.rows:  # a row verl dropped would silently shrink the benchmark
+        raise RuntimeError(f"{benchmark.name}: {dump} has records of {len(problems)} problems, the benchmark has {benchmark.rows} rows; "
+                           f"see 'filter dataset len' in {folder / 'trainer.log'}")
     expected = options.sampling.samples
     if any(len(p.correct) != expected for p in problems):
         raise RuntimeError(f"{benchmark.name}: {dump} has not {expected} samples per problem; log: {folder / 'trainer.log'}")
@@ -263,6 +297,11 @@ def prepare(options: EvalOptions) -> tuple[str, dict[str, Any], list[Benchmark]]
     if source.kind == "hub" and source.revision:
         raise EvalInputError(f"--model {options.model}: verl loads hub models at their default revision only; pin one with "
                              f"`huggingface-cli download {source.location} --revision {source.revision} --local-dir <folder>` and give the folder")
+    # The checks that need only the model's config and tokenizer come before a (long) merge.
+    config_path = str(Path(source.location) / "huggingface") if source.kind == "fsdp" else source.location
+    s = options.sampling
+    checkpoint.check_context(config_path, source.revision, s.max_prompt_tokens, s.max_response_tokens)
+    check_prompt_lengths(benchmarks, config_path, source.revision, s.max_prompt_tokens)
     model_key = None
     if source.kind == "fsdp":
         if options.dry_run:
@@ -274,9 +313,6 @@ def prepare(options: EvalOptions) -> tuple[str, dict[str, Any], list[Benchmark]]
         model_path = source.location
         if source.kind == "hf_folder":
             model_key = checkpoint.content_key(Path(source.location))
-    config_path = str(Path(source.location) / "huggingface") if source.kind == "fsdp" else source.location
-    s = options.sampling
-    checkpoint.check_context(config_path, source.revision, s.max_prompt_tokens, s.max_response_tokens)
     return model_path, build_protocol(options, source, model_key, benchmarks), benchmarks
 
 
