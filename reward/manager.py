@@ -5,7 +5,9 @@ per trajectory, concurrently, as trajectories finish. For each one it
 
 1. grades the final answer against the reference (reward/grader.py, hard time bound);
 2. decides whether the response goes to the judge (``reward.sgpo.judge_scope``): by default only wrong
-   responses of all-negative groups, found through the group rendezvous (reward/rendezvous.py);
+   responses of all-negative groups, found through the group rendezvous (reward/rendezvous.py); when
+   (``reward.sgpo.judge_schedule``): after the whole group is known all-negative, or ``eager``ly while the
+   group is still open, keeping the verdict only if the group turns out all-negative;
 3. asks the step-wise judge (reward/judge/) for the first incorrect step → RTS → graded value ``g``;
 4. returns ``encode_reward(correct, g, c)`` (reward/encoding.py) and the same extra-info keys for every
    trajectory (:data:`EXTRA_INFO_KEYS`), which the sgpo trainer metrics and verl's validation metrics read.
@@ -21,7 +23,9 @@ reward.reward_manager.name=SGPORewardManager``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +37,7 @@ from reward.encoding import encode_reward
 from reward.grader import GradeResult, OutcomeGrader
 from reward.judge import build_judge
 from reward.judge.base import JudgeRequest, Verdict
-from reward.rendezvous import ALL_NEGATIVE, get_group_rendezvous, report_outcome
+from reward.rendezvous import ALL_NEGATIVE, MIXED, get_group_rendezvous, report_outcome
 from reward.settings import RewardSettings
 from reward.settings_base import config_get
 
@@ -45,6 +49,13 @@ MANAGER_NAME = "sgpo"
 #: ``group_state`` of a trajectory that did not go through the rendezvous (validation rows,
 #: ``judge_scope`` ``all_wrong`` or ``off``, rows without a uid).
 NOT_SCHEDULED = "not_scheduled"
+
+#: Settled responses (group state ``all_negative`` or ``mixed``) over which ``judge_schedule=eager`` takes the
+#: running share of all-negative groups that ``eager_min_all_negative_share`` is compared with: about one
+#: step of a 7B launch script (128 prompts x 8 responses), so the switch follows the training phase, not
+#: the last few groups. Before any response has settled the share counts as 1 (training starts with most
+#: groups all-negative).
+EAGER_SHARE_WINDOW = 1024
 
 #: Extra-info keys returned for every trajectory, with their meaning. verl turns them into validation
 #: metrics (``val-aux/<data_source>/<key>/...``; ``acc`` is the core accuracy, ``pred`` feeds maj@N) and the
@@ -68,7 +79,18 @@ EXTRA_INFO_KEYS = {
     "rts": "Reasoning Trajectory Score in [0, 1], None when not judged",
     "graded_value": "g in [0, 1], None when not judged",
     "judge_latency_s": "seconds spent on the judge call (0 when not called)",
+    "judge_wasted": "1 if the response was sent to the judge early (reward.sgpo.judge_schedule=eager) and the "
+    "verdict discarded because its group was not all-negative; judge_called is then 0, the reward unjudged",
 }
+
+
+@dataclass(frozen=True)
+class JudgeOutcome:
+    """What the judge scheduling decided for one trajectory."""
+
+    verdict: Verdict | None
+    group_state: str
+    wasted: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,37 +135,69 @@ class SGPORewardManager(RewardManagerBase):
         )
         self._rendezvous = None
         self._warned_missing_split = False
+        #: True/False per settled response: was its group all-negative (the eager schedule's running share)
+        self._recent_all_negative: deque[bool] = deque(maxlen=EAGER_SHARE_WINDOW)
 
     async def run_single(self, data: DataProto) -> dict:
         trajectory = await self._read_trajectory(data)
         if trajectory.ground_truth is None:
             logger.error("sgpo reward: row without reward_model.ground_truth; scored as wrong (uid=%s)", trajectory.uid)
-            return self._result(trajectory, None, None, NOT_SCHEDULED, malformed=True)
+            return self._result(trajectory, None, JudgeOutcome(None, NOT_SCHEDULED), malformed=True)
         grade = await self.grader.agrade(trajectory.response, trajectory.ground_truth)
         try:
-            verdict, group_state = await self._judge_if_needed(trajectory, grade.correct)
+            outcome = await self._judge_if_needed(trajectory, grade.correct)
         except Exception:  # noqa: BLE001 - a scheduling fault must not stop training
             logger.exception("sgpo reward: judge scheduling failed (uid=%s); response not judged", trajectory.uid)
-            verdict, group_state = None, NOT_SCHEDULED
-        return self._result(trajectory, grade, verdict, group_state)
+            outcome = JudgeOutcome(None, NOT_SCHEDULED)
+        return self._result(trajectory, grade, outcome)
 
     # ----------------------------------------------------------------------------------------------
 
-    async def _judge_if_needed(self, trajectory: Trajectory, correct: bool) -> tuple[Verdict | None, str]:
+    async def _judge_if_needed(self, trajectory: Trajectory, correct: bool) -> JudgeOutcome:
         scope = self.settings.judge_scope
         if scope == "off" or not trajectory.is_training:
-            return None, NOT_SCHEDULED
+            return JudgeOutcome(None, NOT_SCHEDULED)
         if scope == "all_wrong":
-            return (None if correct else await self._call_judge(trajectory)), NOT_SCHEDULED
+            return JudgeOutcome(None if correct else await self._call_judge(trajectory), NOT_SCHEDULED)
         if trajectory.uid is None:
-            return None, NOT_SCHEDULED
+            return JudgeOutcome(None, NOT_SCHEDULED)
+        if not correct and self._judge_early():
+            return await self._judge_while_group_open(trajectory)
+        state = await self._report_to_group(trajectory, correct)
+        if correct or state != ALL_NEGATIVE:
+            return JudgeOutcome(None, state)
+        return JudgeOutcome(await self._call_judge(trajectory), state)
+
+    async def _judge_while_group_open(self, trajectory: Trajectory) -> JudgeOutcome:
+        """The eager schedule: the judge call runs while the group settles; its verdict counts only for an
+        all-negative group, so every reward equals the ``after_group`` schedule's."""
+        early_call = asyncio.ensure_future(self._call_judge(trajectory))
+        try:
+            state = await self._report_to_group(trajectory, correct=False)
+        except BaseException:
+            await _discard(early_call)
+            raise
+        if state == ALL_NEGATIVE:
+            return JudgeOutcome(await early_call, state)
+        await _discard(early_call)  # mixed or incomplete: not judged under after_group either
+        return JudgeOutcome(None, state, wasted=True)
+
+    def _judge_early(self) -> bool:
+        """Whether a wrong response goes to the judge before its group has settled (see EAGER_SHARE_WINDOW)."""
+        if self.settings.judge_schedule != "eager":
+            return False
+        recent = self._recent_all_negative
+        share = sum(recent) / len(recent) if recent else 1.0
+        return share >= self.settings.eager_min_all_negative_share
+
+    async def _report_to_group(self, trajectory: Trajectory, correct: bool) -> str:
         state = await report_outcome(
             self._group_rendezvous(), trajectory.uid, correct, self.group_size, self.settings.group_wait_s,
             member=trajectory.member,
         )
-        if correct or state != ALL_NEGATIVE:
-            return None, state
-        return await self._call_judge(trajectory), state
+        if state in (ALL_NEGATIVE, MIXED):
+            self._recent_all_negative.append(state == ALL_NEGATIVE)
+        return state
 
     async def _call_judge(self, trajectory: Trajectory) -> Verdict:
         request = JudgeRequest(
@@ -194,10 +248,10 @@ class SGPORewardManager(RewardManagerBase):
         self,
         trajectory: Trajectory,
         grade: GradeResult | None,
-        verdict: Verdict | None,
-        group_state: str,
+        outcome: JudgeOutcome,
         malformed: bool = False,
     ) -> dict:
+        verdict, group_state = outcome.verdict, outcome.group_state
         correct = bool(grade and grade.correct)
         judged = bool(verdict and verdict.judged)
         graded_value = verdict.graded_value if judged else None
@@ -220,8 +274,16 @@ class SGPORewardManager(RewardManagerBase):
             "rts": verdict.rts if judged else None,
             "graded_value": graded_value,
             "judge_latency_s": float(verdict.latency_s) if verdict else 0.0,
+            "judge_wasted": int(outcome.wasted),
         }
         return {"reward_score": reward, "reward_extra_info": extra}
+
+
+async def _discard(call: asyncio.Future) -> None:
+    """Cancel a judge call whose verdict is no longer wanted (it frees the server's slot) and wait for it."""
+    call.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await call
 
 
 def _last_user_message(raw_prompt: Any) -> str:

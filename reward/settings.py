@@ -18,6 +18,8 @@ CONFIG_PREFIX = "reward.sgpo"
 #: Which wrong responses are sent to the step-wise judge.
 JUDGE_SCOPES = ("all_negative_groups", "all_wrong", "off")
 
+#: When a wrong response of scope ``all_negative_groups`` is sent to the judge (``reward.sgpo.judge_schedule``).
+JUDGE_SCHEDULES = ("after_group", "eager")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,19 @@ class RewardSettings:
         train_splits: Rows whose ``extra_info.split`` is one of these are training rows and may be judged;
             other rows (validation benchmarks) are only graded. Rows without ``extra_info.split`` count as
             training rows. data_prep writes ``train`` for training sets and ``test`` for benchmarks.
+        judge_schedule: When, under ``judge_scope=all_negative_groups``, a wrong response goes to the judge.
+            ``after_group`` (default; the paper's cost-minimal schedule): only once every member of its group
+            has been graded wrong, so the judge latency of the step's last groups adds to the step.
+            ``eager``: as soon as it is graded wrong, while its group is still open; the verdict is kept if
+            the group turns out all-negative and discarded otherwise (the call is then cancelled or its
+            answer dropped, counted as ``judge_wasted``), so the reward of every response is exactly the
+            ``after_group`` reward. Trades extra judge calls (the wrong members of mixed groups) for
+            overlapping judging with the rest of the generation; docs/judge_overhead.md models both.
+        eager_min_all_negative_share: With ``judge_schedule=eager``: judge early only while the running
+            share of all-negative groups (over the last :data:`reward.manager.EAGER_SHARE_WINDOW` settled
+            responses this reward worker saw) is at least this; below it the response waits for its group
+            as under ``after_group``. In [0, 1]; 0 (default) is always eager. Early in training most groups
+            are all-negative (few wasted calls); late, few are (most early calls would be wasted).
         reward_band: The band ``c`` of the reward encoding; taken from ``algorithm.sgpo.reward_band``.
         grader: Outcome-grader settings (``reward.sgpo.grader.*``, reward/grader.py).
         judge: Step-wise judge settings (``reward.sgpo.judge.*``, reward/judge/).
@@ -44,6 +59,8 @@ class RewardSettings:
 
     judge_scope: str = "all_negative_groups"
     group_wait_s: float = 600.0
+    judge_schedule: str = "after_group"
+    eager_min_all_negative_share: float = 0.0
     train_splits: tuple[str, ...] = ("train",)
     reward_band: float = DEFAULT_REWARD_BAND
     grader: Any = None
@@ -51,6 +68,13 @@ class RewardSettings:
 
     def __post_init__(self) -> None:
         require_choice(self.judge_scope, f"{CONFIG_PREFIX}.judge_scope", JUDGE_SCOPES)
+        require_choice(self.judge_schedule, f"{CONFIG_PREFIX}.judge_schedule", JUDGE_SCHEDULES)
+        require_number(self.eager_min_all_negative_share, f"{CONFIG_PREFIX}.eager_min_all_negative_share", minimum=0.0)
+        if self.eager_min_all_negative_share > 1.0:
+            raise ValueError(
+                f"{CONFIG_PREFIX}.eager_min_all_negative_share must be a share in [0, 1], "
+                f"got {self.eager_min_all_negative_share}"
+            )
         require_number(self.group_wait_s, f"{CONFIG_PREFIX}.group_wait_s", minimum=0.0, exclusive=True)
         if isinstance(self.train_splits, str) or not all(isinstance(s, str) for s in self.train_splits):
             raise ValueError(f"{CONFIG_PREFIX}.train_splits must be a list of split names, got {self.train_splits!r}")

@@ -253,9 +253,105 @@ def test_invalid_reward_settings_fail_at_start_up_naming_the_key(tiny_model_dir,
         ("reward.sgpo.grader.timeout_s=-1", "reward.sgpo.grader.timeout_s"),
         ("reward.sgpo.judge.grading.beta=-5", "reward.sgpo.judge.grading.beta"),
         ("+reward.sgpo.judge_scop=off", "reward.sgpo.judge_scop"),
+        ("reward.sgpo.judge_schedule=early", "reward.sgpo.judge_schedule"),
+        ("reward.sgpo.eager_min_all_negative_share=1.5", "reward.sgpo.eager_min_all_negative_share"),
     ):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             load_reward_manager(trainer_config(tiny_model_dir, override), tokenizer)
+
+
+# ----------------------------------------------------------------------------------------------------
+# judge_schedule=eager: judged while the group is open, verdict kept only for all-negative groups.
+
+EAGER_GROUPS = {
+    "mixed": ["wrong_at_2", "wrong_at_1", "wrong_at_2", "correct"],  # the correct member arrives last
+    "all_negative": ["wrong_at_2", "wrong_at_1", "wrong_at_2", "wrong_at_1"],
+}
+#: Seconds the last member of each group arrives after the others: long enough for the rule judge (ms).
+LAST_MEMBER_DELAY_S = 1.0
+
+
+def record_judge_calls(manager: SGPORewardManager) -> list[tuple[float, str]]:
+    """Wrap the manager's real judge so each call's start time and response are recorded (a spy, not a mock:
+    the rule judge still answers)."""
+    calls: list[tuple[float, str]] = []
+    judge = manager._judge.judge
+
+    async def recorded(request):
+        calls.append((time.monotonic(), request.response))
+        return await judge(request)
+
+    manager._judge.judge = recorded
+    return calls
+
+
+def score_groups_last_member_late(manager: SGPORewardManager, tokenizer, groups: dict[str, list[str]]):
+    """Score every group's first members at once and each group's last member LAST_MEMBER_DELAY_S later.
+
+    Returns ({(uid, member): result}, the time the last members were sent)."""
+
+    async def score():
+        early = {(uid, index): asyncio.create_task(manager.run_single(trajectory(tokenizer,
+                                                                                 RESPONSES[name], uid, session_id=index)))
+                 for uid, names in groups.items() for index, name in enumerate(names[:-1])}
+        await asyncio.sleep(LAST_MEMBER_DELAY_S)
+        last_sent = time.monotonic()
+        late = {(uid, len(names) - 1): asyncio.create_task(manager.run_single(
+            trajectory(tokenizer, RESPONSES[names[-1]], uid, session_id=len(names) - 1)))
+            for uid, names in groups.items()}
+        results = {key: await task for key, task in {**early, **late}.items()}
+        return results, last_sent
+
+    return asyncio.run(score())
+
+
+def test_eager_schedule_gives_exactly_the_after_group_rewards_and_counts_wasted_calls(tiny_model_dir, tokenizer):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    baseline_manager = load_reward_manager(trainer_config(tiny_model_dir), tokenizer)
+    baseline, _ = score_groups_last_member_late(baseline_manager, tokenizer, EAGER_GROUPS)
+    eager_manager = load_reward_manager(trainer_config(tiny_model_dir, "reward.sgpo.judge_schedule=eager"), tokenizer)
+    calls = record_judge_calls(eager_manager)
+    eager, last_sent = score_groups_last_member_late(eager_manager, tokenizer, EAGER_GROUPS)
+    baseline_manager.grader.close(), eager_manager.grader.close()
+
+    # the wrong members went to the judge before their group was complete: 3 per group, before the last member
+    assert len([t for t, _ in calls if t < last_sent]) == 6
+    for key, result in eager.items():
+        expected = baseline[key]
+        assert result["reward_score"] == expected["reward_score"], key  # exact, not approximate
+        info, expected_info = dict(result["reward_extra_info"]), dict(expected["reward_extra_info"])
+        wasted = info.pop("judge_wasted")
+        assert expected_info.pop("judge_wasted") == 0
+        info.pop("judge_latency_s"), expected_info.pop("judge_latency_s")  # wall time, differs run to run
+        assert info == expected_info, key
+        uid, member = key
+        name = EAGER_GROUPS[uid][member]
+        assert wasted == int(uid == "mixed" and name != "correct"), key
+    judged = [r for (uid, _), r in eager.items() if uid == "all_negative"]
+    assert all(r["reward_extra_info"]["judged"] == 1 and r["reward_score"] > 0 for r in judged)
+
+
+def test_eager_schedule_waits_for_the_group_while_few_groups_are_all_negative(tiny_model_dir, tokenizer):
+    # A settled mixed group drops the running all-negative share to 0 < 0.5: the next group's wrong members
+    # must wait for their group as under after_group, i.e. no judge call before its last member arrives.
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    manager = load_reward_manager(trainer_config(tiny_model_dir, "reward.sgpo.judge_schedule=eager",
+                                                 "reward.sgpo.eager_min_all_negative_share=0.5"), tokenizer)
+    calls = record_judge_calls(manager)
+
+    # before anything settled the share counts as 1: this mixed group's 3 wrong members are judged early
+    score_groups_last_member_late(manager, tokenizer, {"warm": EAGER_GROUPS["mixed"]})
+    calls_while_share_unknown = len(calls)
+    assert calls_while_share_unknown == 3
+    results, last_sent = score_groups_last_member_late(manager, tokenizer, {"all_negative": EAGER_GROUPS["all_negative"]})
+    manager.grader.close()
+    later_calls = calls[calls_while_share_unknown:]
+    assert later_calls and all(t >= last_sent for t, _ in later_calls)
+    assert len(later_calls) == 4
+    assert all(r["reward_extra_info"]["judged"] == 1 and r["reward_extra_info"]["judge_wasted"] == 0
+               for r in results.values())
 
 
 # ----------------------------------------------------------------------------------------------------

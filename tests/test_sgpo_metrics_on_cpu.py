@@ -101,3 +101,15 @@ def test_advantage_metrics_count_what_all_negative_groups_received():
     assert noise["sgpo/advantage/all_negative_nonzero_share"] == 0.0
     empty = all_negative_advantage_metrics(["m"] * 2, torch.tensor([1.0, 0.0]), torch.tensor([0.7, -0.7]))
     assert empty["sgpo/advantage/all_negative_responses"] == 0.0
+
+
+def test_wasted_early_judge_calls_are_counted_apart_from_used_ones():
+    # judge_schedule=eager: two wrong members of a mixed group were judged early and their verdicts dropped
+    uids = ["mixed"] * 3 + ["judged"] * 2
+    scores = torch.tensor([1, 0, 0, 0.4, 0.1], dtype=torch.float32)
+    wasted = {**info(state="mixed"), "judge_wasted": 1}
+    infos = [info(state="mixed"), wasted, wasted, info(0.8, True, state="all_negative"),
+             info(0.2, True, state="all_negative")]
+    metrics = sgpo_step_metrics(uids, scores, infos, SGPOConfig())
+    assert metrics["sgpo/judge/wasted"] == 2
+    assert metrics["sgpo/judge/called"] == 2  # only the verdicts that were used

@@ -32,6 +32,9 @@ sgpo/judge/no_signal                            ... that found no error where th
                                                 (response cut off at the length limit, or only its
                                                 leading steps shown): not judged, not a failure
 sgpo/judge/latency_s/mean, .../max              seconds per judge call (called responses)
+sgpo/judge/wasted                               judge calls made early (``reward.sgpo.judge_schedule=eager``)
+                                                whose verdict was discarded: the group was not
+                                                all-negative (extra judge load, no reward change)
 sgpo/grade/timeouts                             gradings that hit their time bound (scored wrong)
 sgpo/groups/incomplete_responses                wrong responses whose group never completed in time
 sgpo/rows/malformed                             rows without a ground truth (scored wrong)
@@ -123,6 +126,7 @@ def sgpo_step_metrics(
         "sgpo/judge/no_signal": _count(infos, "judge_no_signal"),
         "sgpo/judge/latency_s/mean": float(np.mean(latencies)) if latencies else 0.0,
         "sgpo/judge/latency_s/max": float(np.max(latencies)) if latencies else 0.0,
+        "sgpo/judge/wasted": _count(infos, "judge_wasted"),
         "sgpo/grade/timeouts": _count(infos, "grade_timeout"),
         "sgpo/groups/incomplete_responses": float(sum(info.get("group_state") == INCOMPLETE for info in infos)),
         "sgpo/rows/malformed": _count(infos, "malformed_row"),

@@ -1,0 +1,93 @@
+"""The judge-overhead step-time model (recipe/sgpo/overhead): its queueing core worked out by hand, the
+schedules' judge-call counts, and the CLI on the shipped and on a broken input table."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from recipe.sgpo.overhead import (
+    Request,
+    ThroughputCurve,
+    load_inputs,
+    predict,
+    prediction_table,
+    serve,
+)
+
+#: 10 tokens/s in total whatever the concurrency: processor sharing splits it evenly.
+FLAT = ThroughputCurve((1.0,), (10.0,))
+
+
+def test_processor_sharing_splits_the_throughput_between_requests_in_flight():
+    # two requests at t=0, work 10 and 20 tokens: 5 tok/s each until t=2, then the second alone at 10 tok/s
+    assert serve([Request(0.0, 10.0), Request(0.0, 20.0)], FLAT, replicas=1, max_in_flight=8) == pytest.approx([2.0, 3.0])
+
+
+def test_a_queued_request_starts_when_a_cancelled_one_frees_its_slot():
+    # one slot: the long request is cancelled at t=1 (its group turned out mixed), the short one then runs 1 s
+    done = serve([Request(0.0, 100.0, cancel_s=1.0), Request(0.0, 10.0)], FLAT, replicas=1, max_in_flight=1)
+    assert math.isnan(done[0]) and done[1] == pytest.approx(2.0)
+
+
+def test_throughput_table_is_interpolated_and_flat_beyond_its_ends():
+    curve = ThroughputCurve((1.0, 9.0), (100.0, 500.0))
+    assert (curve.at(0.5), curve.at(5.0), curve.at(100.0)) == pytest.approx((50.0, 300.0, 500.0))
+    with pytest.raises(ValueError, match="increasing concurrency"):
+        ThroughputCurve((9.0, 1.0), (100.0, 500.0))
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return load_inputs()
+
+
+def test_after_group_judges_exactly_the_wrong_members_of_all_negative_groups(inputs):
+    run, judge = inputs["runs"]["qwen2.5-7b"], inputs["judges"]["qwq-32b"]
+    early = predict(run, judge, inputs["phases"]["early"], "after_group")
+    groups = run["train_batch_size"] * inputs["phases"]["early"]["all_negative_share"]
+    assert (early.judge_calls, early.wasted_calls) == (round(groups) * run["n"], 0)
+    # no all-negative group: nothing judged, the step is a GRPO step
+    none_negative = predict(run, judge, {"all_negative_share": 0.0, "other_accuracy": 0.5}, "after_group")
+    assert none_negative.judge_calls == 0 and none_negative.ratio == pytest.approx(1.0)
+
+
+def test_eager_adds_only_wasted_calls_and_never_lengthens_the_step(inputs):
+    for run in inputs["runs"].values():
+        for phase in inputs["phases"].values():
+            after = predict(run, inputs["judges"]["qwq-32b"], phase, "after_group")
+            eager = predict(run, inputs["judges"]["qwq-32b"], phase, "eager")
+            assert eager.judge_calls - eager.wasted_calls == after.judge_calls
+            assert eager.wasted_calls > 0  # mixed groups with a wrong member graded before a correct one
+            assert eager.step_s <= after.step_s * 1.01  # 1 %: the wasted calls' share of the judge in flight
+
+
+def test_a_reasoning_judge_costs_more_than_a_short_answer_judge(inputs):
+    run, phase = inputs["runs"]["qwen2.5-7b"], inputs["phases"]["early"]
+    qwq = predict(run, inputs["judges"]["qwq-32b"], phase, "after_group")
+    small = predict(run, inputs["judges"]["small-instruct-7b"], phase, "after_group")
+    assert qwq.ratio > 2.0 > small.ratio >= 1.0
+
+
+def test_cli_prints_one_markdown_row_per_launch_script_and_judge(inputs):
+    done = subprocess.run([sys.executable, "-m", "recipe.sgpo.overhead", "--markdown"], capture_output=True,
+                          text=True, check=True)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "launch script" not in line]
+    assert len(rows) == len(inputs["runs"]) * len(inputs["judges"])
+    assert len(prediction_table(inputs)) == len(rows) * 4  # x 2 phases x 2 schedules
+
+
+def test_cli_names_a_broken_input_table_and_prints_no_table(tmp_path, inputs):
+    broken = copy.deepcopy(inputs)
+    del broken["runs"]["qwen2.5-7b"]["rollout_throughput"]
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(broken))
+    done = subprocess.run([sys.executable, "-m", "recipe.sgpo.overhead", "--inputs", str(path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert str(path) in done.stderr and "rollout_throughput" in done.stderr
