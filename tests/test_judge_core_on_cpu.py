@@ -405,3 +405,36 @@ def test_the_cache_key_depends_on_the_reference_answer_and_solution():
     verdicts = [run(judge.judge(request)) for request in requests]
     assert backend.calls == 4 and judge.stats["cache_hits"] == 0 and not any(v.cached for v in verdicts)
     assert run(judge.judge(requests[2])).cached and backend.calls == 4
+
+
+# --- Added for mutation testing (docs/mutation_testing.md): verdict -> RTS -> g at its boundaries -------
+
+
+def test_rts_of_an_error_in_the_first_step_of_a_one_step_response_is_zero():
+    assert step_rts(1, 1) == 0.0
+    assert step_rts(None, 1) == 1.0
+    assert weighted_rts(1, [2, 3]) == 0.0  # nothing lies before the first step
+
+
+def test_weighted_rts_reads_fractional_weights_as_shares():
+    # a total weight below 1 is still a real weight: RTS = 0.25 / 1.0, not the step RTS 1 / 2
+    assert weighted_rts(2, [0.25, 0.75]) == 0.25
+    assert weighted_rts(2, [0.1, 0.3]) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "bad_call, message",
+    [
+        (lambda: step_rts(5, 4), "first error step 5 is outside 1..4"),
+        (lambda: step_rts(1, 0), "first error step 1 is outside 1..0"),
+        (lambda: weighted_rts(3, [1, 2]), "first error step 3 is outside 1..2"),
+        (lambda: weighted_rts(0, [1, 2]), "first error step 0 is outside 1..2"),
+        (lambda: graded_value(1.2), "RTS must lie in [0, 1], got 1.2"),
+        (lambda: graded_value(-0.1, "linear"), "RTS must lie in [0, 1], got -0.1"),
+        (lambda: graded_value(0.5, "cubic"), "unknown graded map 'cubic'; expected logistic or linear"),
+    ],
+)
+def test_a_bad_verdict_or_map_is_refused_with_a_message_naming_it(bad_call, message):
+    with pytest.raises(ValueError) as refused:
+        bad_call()
+    assert message in str(refused.value)

@@ -17,7 +17,7 @@ from verl import DataProto
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 from verl.trainer.ppo.ray_trainer import compute_advantage
 
-from recipe.sgpo.advantage import compute_sgpo_outcome_advantage
+from recipe.sgpo.advantage import compute_sgpo_outcome_advantage, group_ids, group_mean_std
 from recipe.sgpo.config import SGPOConfig
 from reward.encoding import decode_rewards, encode_reward
 
@@ -267,3 +267,52 @@ def test_through_verl_compute_advantage_grades_all_negative_groups():
     binary_rewards = (token_rewards >= 1).float() * token_rewards
     grpo = compute_advantage(_trainer_batch(binary_rewards, mask, index), adv_estimator="grpo", config=None)
     assert grpo.batch["advantages"][torch.as_tensor(all_negative)].abs().sum() == 0
+
+
+# --- Added for mutation testing (docs/mutation_testing.md): the group helpers' documented contract ------
+
+
+def test_group_mean_std_defaults_to_every_sample_and_matches_torch():
+    values = torch.tensor([1.0, 2.0, 4.0, 3.0, 5.0])
+    group = group_ids(np.array(["a", "a", "a", "b", "b"], dtype=object), device=values.device)
+    mean, std, count = group_mean_std(values, group)
+    torch.testing.assert_close(mean, torch.tensor([7 / 3] * 3 + [4.0] * 2))
+    torch.testing.assert_close(std, torch.tensor([values[:3].std().item()] * 3 + [values[3:].std().item()] * 2))
+    assert count.tolist() == [3, 3, 3, 2, 2]
+
+
+def test_group_mean_std_of_a_single_member_is_its_value_with_zero_std():
+    values = torch.tensor([0.3, 0.9, 0.5])
+    group = torch.tensor([0, 0, 1])
+    members = torch.tensor([True, False, False])  # group 0 has one member, group 1 none
+    mean, std, count = group_mean_std(values, group, members)
+    torch.testing.assert_close(mean, torch.tensor([0.3, 0.3, 0.0]))
+    assert std.tolist() == [0.0, 0.0, 0.0]
+    assert count.tolist() == [1, 1, 0]
+
+
+def test_group_mean_std_of_an_empty_batch_is_empty():
+    mean, std, count = group_mean_std(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    assert mean.numel() == std.numel() == count.numel() == 0
+
+
+def test_an_all_negative_pair_uses_the_unbiased_std():
+    # v = [0.4, 0.8]: mean 0.6, unbiased std sqrt(0.08 / 1) = 0.2828 -> A = ±0.2 / 0.2828 = ±0.7071
+    got = sequence_advantages([0.2, 0.4], ["a", "a"])
+    torch.testing.assert_close(got, torch.tensor([-0.2, 0.2]) / (math.sqrt(0.08) + EPS))
+
+
+def test_float64_rewards_give_float64_advantages_equal_to_float32_ones():
+    token_rewards, mask, index = outcome_batch([1.0, 0.0, 0.4, 0.1, 0.3, G0], ["a", "a", "b", "b", "b", "b"])
+    in_float32, _ = compute_sgpo_outcome_advantage(token_rewards, mask, index, config=algorithm())
+    in_float64, _ = compute_sgpo_outcome_advantage(token_rewards.double(), mask.double(), index, config=algorithm())
+    assert in_float64.dtype == torch.float64
+    torch.testing.assert_close(in_float64.float(), in_float32)
+
+
+def test_group_ids_are_dense_flat_and_on_the_requested_device():
+    # a column of uids (shape (bs, 1)) still gives one flat id per response
+    ids = group_ids(np.array([["b"], ["a"], ["b"]], dtype=object), device=torch.device("cpu"))
+    assert ids.shape == (3,) and ids.dtype == torch.long and ids.tolist() == [1, 0, 1]
+    # the "meta" device is real torch (shapes without storage): the ids must follow the requested device
+    assert group_ids(np.array([7, 3, 7]), device=torch.device("meta")).device.type == "meta"
