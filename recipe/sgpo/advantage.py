@@ -51,7 +51,6 @@ from reward.encoding import decode_rewards
 ESTIMATOR_NAME = "sgpo"
 
 
-@register_adv_est(ESTIMATOR_NAME)
 def compute_sgpo_outcome_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -108,6 +107,11 @@ def compute_sgpo_outcome_advantage(
 
         advantages = advantages.unsqueeze(-1) * response_mask
     return advantages, advantages
+
+
+# Registered after the definition rather than with the decorator: mutmut (docs/mutation_testing.md) does
+# not mutate decorated functions, and this is the function whose mutants matter most.
+register_adv_est(ESTIMATOR_NAME)(compute_sgpo_outcome_advantage)
 
 
 def group_ids(index: np.ndarray, device: torch.device) -> torch.Tensor:
