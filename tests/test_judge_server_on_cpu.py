@@ -62,8 +62,9 @@ def vllm_server():
 
 
 def openai_settings(base_url: str, **overrides) -> dict:
-    settings = {"base_url": base_url, "model": "smollm2", "max_tokens": 48, "timeout_s": 60, "max_retries": 1,
-                "backoff_s": 0.05, "backoff_max_s": 0.1}
+    # greedy: the tests compare or count the tiny judge's answers (the default family samples, for QwQ)
+    settings = {"base_url": base_url, "model": "smollm2", "max_tokens": 48, "temperature": 0.0, "timeout_s": 60,
+                "max_retries": 1, "backoff_s": 0.05, "backoff_max_s": 0.1}
     settings.update(overrides)
     return {"backend": "openai", "openai": settings}
 

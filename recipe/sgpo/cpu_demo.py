@@ -73,6 +73,10 @@ def _cpu_platform_sizes() -> dict[str, int]:
 
 CPU_SIZES = _cpu_platform_sizes()
 
+#: Sampling temperature of the CPU LLM judge: greedy (repeatable verdicts). The judge default samples at 0.6,
+#: the setting QwQ-32B's model card asks for; SmolLM2 is no reasoning judge and has no such need.
+LLM_JUDGE_TEMPERATURE = 0.0
+
 #: Trainer output that marks the start-up phases, in order (shown on the progress bar while waiting).
 PHASES = (
     ("ray init kwargs", "starting Ray"),
@@ -222,6 +226,7 @@ def reward_overrides(options: DemoOptions, judge_url: str | None) -> list[str]:
         f"reward.sgpo.judge.openai.base_url={judge_url}",
         f"reward.sgpo.judge.openai.model={JUDGE_MODEL_NAME}",
         f"reward.sgpo.judge.openai.max_tokens={LLM_JUDGE_MAX_TOKENS}",
+        f"reward.sgpo.judge.openai.temperature={LLM_JUDGE_TEMPERATURE}",
     ]
 
 
