@@ -138,18 +138,21 @@ def merged_folder(source: ModelSource, cache_dir: Path) -> tuple[Path, str]:
     return target, key
 
 
-def context_length(config_source: str, revision: str | None = None) -> int | None:
-    """``max_position_embeddings`` of a model's config (a folder or a hub id), None when it has none."""
-    from transformers import AutoConfig
+def context_length(config_source: str) -> int | None:
+    """``max_position_embeddings`` of a model (a folder or a hub id), read exactly as the training preflight
+    reads it (:func:`recipe.sgpo.preflight.model_context_positions`: its config.json, the Hugging Face
+    cache, the launch scripts' hub ids; nothing is downloaded); None when unknown."""
+    from omegaconf import OmegaConf
 
-    config = AutoConfig.from_pretrained(config_source, revision=revision)
-    text_config = getattr(config, "text_config", None) or config
-    return getattr(text_config, "max_position_embeddings", None)
+    from recipe.sgpo.preflight import model_context_positions
+
+    positions, _ = model_context_positions(OmegaConf.create({"path": config_source}))
+    return positions
 
 
-def check_context(model_path: str, revision: str | None, prompt_tokens: int, response_tokens: int) -> None:
+def check_context(model_path: str, prompt_tokens: int, response_tokens: int) -> None:
     """Stop when prompt + response tokens exceed the model's context (responses would be cut at its end)."""
-    limit = context_length(model_path, revision)
+    limit = context_length(model_path)
     if limit is not None and prompt_tokens >= limit:
         raise ValueError(f"--max-prompt-tokens {prompt_tokens} leaves no room for a response in the context of {model_path} "
                          f"(max_position_embeddings {limit}); lower --max-prompt-tokens")

@@ -300,7 +300,7 @@ def prepare(options: EvalOptions) -> tuple[str, dict[str, Any], list[Benchmark]]
     # The checks that need only the model's config and tokenizer come before a (long) merge.
     config_path = str(Path(source.location) / "huggingface") if source.kind == "fsdp" else source.location
     s = options.sampling
-    checkpoint.check_context(config_path, source.revision, s.max_prompt_tokens, s.max_response_tokens)
+    checkpoint.check_context(config_path, s.max_prompt_tokens, s.max_response_tokens)
     check_prompt_lengths(benchmarks, config_path, source.revision, s.max_prompt_tokens)
     model_key = None
     if source.kind == "fsdp":
