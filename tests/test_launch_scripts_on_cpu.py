@@ -170,6 +170,21 @@ def test_every_script_of_a_model_has_the_sizes_the_memory_table_assumes(runs, sh
 
 
 @pytest.mark.slow
+def test_the_overhead_models_copy_of_each_scripts_settings_is_current(runs):
+    # recipe/sgpo/overhead/inputs.json copies the settings it needs from the size files; they must not drift
+    from recipe.sgpo.overhead import load_inputs
+
+    for model, run in load_inputs()["runs"].items():
+        overrides = runs[f"sgpo_{model}.sh"].overrides()
+        gpus = int(overrides["trainer.nnodes"]) * int(overrides["trainer.n_gpus_per_node"])
+        assert run["train_batch_size"] == int(overrides["data.train_batch_size"]), model
+        assert run["n"] == int(overrides["actor_rollout_ref.rollout.n"]), model
+        assert run["max_response_length"] == int(overrides["data.max_response_length"]), model
+        assert run["gpus"] == gpus, model
+        assert run["rollout_replicas"] == gpus // int(overrides["actor_rollout_ref.rollout.tensor_model_parallel_size"])
+
+
+@pytest.mark.slow
 def test_distilled_and_base_models_get_their_lengths_and_their_prompt_templates_data(runs):
     for model in MODEL_FILES:
         overrides = runs[f"grpo_{model}.sh"].overrides()
