@@ -25,7 +25,6 @@ problems than it has), then the model is resolved (and merged once) and the trai
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -38,6 +37,7 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from data_prep.schema import DATA_SOURCE_PREFIX, ROW_SCHEMA
+from data_prep.sources import sha256_of  # the hash data_prep writes into manifests
 from recipe.sgpo.eval import checkpoint, scores
 from recipe.sgpo.eval.families import SamplingDefaults
 
@@ -52,8 +52,6 @@ PROTOCOL_NAME = "protocol.json"
 RESULTS_NAME = "results.json"
 #: Packages whose versions go into the protocol.
 VERSIONED_PACKAGES = ("verl", "vllm", "torch", "transformers", "math-verify")
-#: Bytes read at a time when hashing a file.
-HASH_CHUNK_BYTES = 1 << 20
 #: Overlong rows named in the error (the count names them all).
 OVERLONG_ROWS_SHOWN = 5
 
@@ -79,14 +77,6 @@ class EvalOptions:
     cache_dir: Path = REPO_ROOT / "cache" / "eval"
     extra_overrides: list[str] = field(default_factory=list)
     dry_run: bool = False
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -118,7 +108,7 @@ def check_benchmark(path: Path) -> Benchmark:
         raise EvalInputError(f"benchmark {path}: data_source {sorted(sources)}, expected one 'sgpo/<name>' per file; {fix}")
     manifest_path = path.with_suffix(".manifest.json")
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
-    digest = sha256_file(path)
+    digest = sha256_of(path)
     if manifest is not None and manifest.get("sha256") != digest:
         raise EvalInputError(f"benchmark {path}: its sha256 differs from {manifest_path.name}'s; the file was changed after data_prep wrote it. {fix}")
     rows = pq.ParquetFile(path).metadata.num_rows
@@ -261,7 +251,7 @@ def benchmark_done(folder: Path, benchmark: Benchmark, samples: int) -> bool:
     if not done.is_file() or not dump.is_file():
         return False
     record = json.loads(done.read_text())
-    return record.get("benchmark_sha256") == benchmark.sha256 and record.get("records_sha256") == sha256_file(dump)
+    return record.get("benchmark_sha256") == benchmark.sha256 and record.get("records_sha256") == sha256_of(dump)
 
 
 def run_benchmark(options: EvalOptions, model_path: str, benchmark: Benchmark, folder: Path) -> None:
@@ -283,7 +273,7 @@ def run_benchmark(options: EvalOptions, model_path: str, benchmark: Benchmark, f
     expected = options.sampling.samples
     if any(len(p.correct) != expected for p in problems):
         raise RuntimeError(f"{benchmark.name}: {dump} has not {expected} samples per problem; log: {folder / 'trainer.log'}")
-    (folder / DONE_NAME).write_text(json.dumps({"benchmark_sha256": benchmark.sha256, "records_sha256": sha256_file(dump),
+    (folder / DONE_NAME).write_text(json.dumps({"benchmark_sha256": benchmark.sha256, "records_sha256": sha256_of(dump),
                                                 "problems": len(problems), "rows": benchmark.rows, "samples": expected}, indent=1))
 
 
