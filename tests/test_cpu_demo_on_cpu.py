@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from recipe.sgpo.cpu_demo import DemoOptions, StepRow, parse_args, render_row, trainer_overrides, validation_accuracy
+from recipe.sgpo.cpu_demo import (
+    MODEL_PROFILES,
+    DemoOptions,
+    StepRow,
+    parse_args,
+    render_row,
+    trainer_overrides,
+    validation_accuracy,
+)
 
 
 def test_options_parse_and_bad_values_are_named():
@@ -22,6 +30,33 @@ def test_options_parse_and_bad_values_are_named():
         DemoOptions(group_size=1).validate()
     with pytest.raises(ValueError, match="--train-size .* must be at least --batch-size"):
         DemoOptions(train_size=2, batch_size=4).validate()
+    with pytest.raises(ValueError, match=r"--max-ops \(1\) must be at least --min-ops \(3\)"):
+        DemoOptions(min_ops=3, max_ops=1).validate()
+    with pytest.raises(ValueError, match="--model must be one of arith, smollm2, tiny"):
+        DemoOptions(model="gpt2").validate()
+
+
+def test_each_model_takes_its_profile_and_command_line_values_win():
+    arith, smollm2 = MODEL_PROFILES["arith"], MODEL_PROFILES["smollm2"]
+    default = parse_args([])
+    assert default.model == "arith"
+    assert (default.steps, default.lr, default.prompt_length, default.val_samples) == (
+        arith.steps, arith.lr, arith.prompt_length, arith.val_samples)
+    chosen = parse_args(["--model", "smollm2", "--lr", "3e-5"])
+    assert (chosen.lr, chosen.steps, chosen.prompt_length) == (3e-5, smollm2.steps, smollm2.prompt_length)
+
+
+def test_sampled_validation_is_asked_of_verl_only_for_several_samples(tmp_path):
+    def val_overrides(samples: int) -> list[str]:
+        options = DemoOptions(run_dir=tmp_path, val_samples=samples)
+        return [o for o in trainer_overrides(options, tmp_path, tmp_path, tmp_path, None) if ".val_kwargs." in o]
+
+    assert val_overrides(1) == []  # verl's greedy default
+    assert sorted(val_overrides(4)) == sorted([
+        "actor_rollout_ref.rollout.val_kwargs.n=4", "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
+        "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
+    ])
+    assert validation_accuracy({"val-aux/sgpo/arith/correct/mean@4": 0.25, "val-core/sgpo/arith/reward/mean@4": 0.4}) == 0.25
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,6 +74,43 @@ def _cpu_platform_sizes() -> dict[str, int]:
 
 CPU_SIZES = _cpu_platform_sizes()
 
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The main job's defaults for one policy (each can be overridden on the command line).
+
+    Attributes:
+        steps, batch_size, group_size, response_length, prompt_length, lr: as the DemoOptions fields.
+        min_ops / max_ops: operations per arithmetic problem of the train and validation sets.
+        val_samples: responses per validation problem. 1 is greedy decoding (verl's default); above 1
+            they are sampled like the training rollouts (temperature 1), so the validation accuracy is the
+            accuracy of the policy being trained, ``mean@val_samples`` in verl's metrics.
+    """
+
+    steps: int
+    batch_size: int
+    group_size: int
+    response_length: int
+    prompt_length: int
+    lr: float
+    min_ops: int
+    max_ops: int
+    val_samples: int
+
+
+#: Defaults per ``--model``. ``arith`` (the default, data_prep/arith_policy.py) learns within minutes: a
+#: learning rate a million-parameter model needs, 64 prompt tokens (its prompts take about 35; verl pads
+#: every prompt to the limit, so a loose limit is compute spent on padding), 96 response tokens (a 4-step
+#: solution takes about 50), 1-4 operations (as pre-trained). ``smollm2`` and ``tiny`` keep the sizes of
+#: config/platform/cpu.yaml, SmolLM2's learning rate and 2-3 operations.
+MODEL_PROFILES = {
+    "arith": ModelProfile(steps=20, batch_size=8, group_size=4, response_length=96, prompt_length=64, lr=2e-4,
+                          min_ops=1, max_ops=4, val_samples=4),
+    "smollm2": ModelProfile(steps=6, lr=1e-6, min_ops=2, max_ops=3, val_samples=1, **CPU_SIZES),
+    "tiny": ModelProfile(steps=6, lr=1e-6, min_ops=2, max_ops=3, val_samples=1, **CPU_SIZES),
+}
+DEFAULT_MODEL = "arith"
+
 #: Sampling temperature of the CPU LLM judge: greedy (repeatable verdicts). The judge default samples at 0.6,
 #: the setting QwQ-32B's model card asks for; SmolLM2 is no reasoning judge and has no such need.
 LLM_JUDGE_TEMPERATURE = 0.0
@@ -89,16 +127,20 @@ PHASES = (
 class DemoOptions:
     """Settings of the main job (each one is a command-line option; see ``--help``).
 
+    Fields left at ``None`` take the value of the model's profile (:data:`MODEL_PROFILES`).
+
     Attributes:
         estimator: ``sgpo`` (graded all-negative groups) or ``grpo`` (the baseline: binary reward, no judge).
         steps: training steps (one batch of ``batch_size`` prompts × ``group_size`` responses each).
         judge: ``rule`` (the arithmetic task's exact step verifier) or ``llm`` (an LLM on a CPU server).
-        model: ``smollm2`` (SmolLM2-135M-Instruct) or ``tiny`` (random tiny policy, for smoke runs).
+        model: ``arith`` (the project's pre-trained arithmetic policy, data_prep/arith_policy.py),
+            ``smollm2`` (SmolLM2-135M-Instruct) or ``tiny`` (random tiny policy, for smoke runs).
         seed: seed of the data, the trainer and the rollout sampling.
         batch_size: prompts per step. group_size: responses per prompt (``rollout.n``).
         response_length: most tokens per response. prompt_length: most tokens per prompt.
         train_size / val_size: arithmetic problems in the train / validation split.
-        max_ops: most operations per arithmetic problem (the task's difficulty).
+        min_ops / max_ops: fewest / most operations per arithmetic problem (the task's difficulty).
+        val_samples: responses per validation problem (1: greedy; more: sampled at temperature 1).
         val_every: validate every this many steps (0: before training and after the last step only).
         lr: actor learning rate.
         run_dir: output folder (data, logs, rollouts, checkpoints). Cleared of old checkpoints unless resume.
@@ -107,22 +149,32 @@ class DemoOptions:
     """
 
     estimator: str = "sgpo"
-    steps: int = 6
+    steps: int | None = None
     judge: str = "rule"
-    model: str = "smollm2"
+    model: str = DEFAULT_MODEL
     seed: int = 0
-    batch_size: int = CPU_SIZES["batch_size"]
-    group_size: int = CPU_SIZES["group_size"]
-    response_length: int = CPU_SIZES["response_length"]
-    prompt_length: int = CPU_SIZES["prompt_length"]
+    batch_size: int | None = None
+    group_size: int | None = None
+    response_length: int | None = None
+    prompt_length: int | None = None
     train_size: int = 256
-    val_size: int = 16
-    max_ops: int = 3
+    val_size: int = 32
+    min_ops: int | None = None
+    max_ops: int | None = None
+    val_samples: int | None = None
     val_every: int = 0
-    lr: float = 1e-6
+    lr: float | None = None
     run_dir: Path | None = None
     resume: bool = False
     extra_overrides: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        profile = MODEL_PROFILES.get(self.model)
+        if profile is None:
+            return  # validate() names the bad model
+        for name, value in vars(profile).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def validate(self) -> None:
         problems = []
@@ -130,13 +182,17 @@ class DemoOptions:
             problems.append(f"--estimator must be sgpo or grpo, got {self.estimator!r}")
         if self.judge not in ("rule", "llm"):
             problems.append(f"--judge must be rule or llm, got {self.judge!r}")
-        if self.model not in ("smollm2", "tiny"):
-            problems.append(f"--model must be smollm2 or tiny, got {self.model!r}")
-        for name in ("steps", "batch_size", "response_length", "prompt_length", "train_size", "val_size", "max_ops"):
+        if self.model not in MODEL_PROFILES:
+            problems.append(f"--model must be one of {', '.join(MODEL_PROFILES)}, got {self.model!r}")
+            raise ValueError("; ".join(problems))
+        for name in ("steps", "batch_size", "response_length", "prompt_length", "train_size", "val_size",
+                     "min_ops", "val_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.group_size < 2:
             problems.append(f"--group-size must be at least 2 (groups are what GRPO/SGPO normalise in), got {self.group_size}")
+        if self.max_ops < self.min_ops:
+            problems.append(f"--max-ops ({self.max_ops}) must be at least --min-ops ({self.min_ops})")
         if self.val_every < 0:
             problems.append(f"--val-every must be 0 or more, got {self.val_every}")
         if self.train_size < self.batch_size:
@@ -158,6 +214,13 @@ def prepare_policy(options: DemoOptions) -> Path:
         from recipe.cpu_backend.tiny_model import build_tiny_policy
 
         return build_tiny_policy(options.folder / "tiny_policy", seed=options.seed)
+    if options.model == "arith":
+        from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR, build_arith_policy, is_complete, ArithPolicyConfig
+
+        if not is_complete(DEFAULT_ARITH_POLICY_DIR, ArithPolicyConfig()):
+            print("[sgpo] pre-training the arithmetic policy once (about 2.5 minutes; cached in "
+                  f"{DEFAULT_ARITH_POLICY_DIR})", flush=True)
+        return build_arith_policy()
     from data_prep.models import ensure_smollm2
 
     return ensure_smollm2()
@@ -172,8 +235,14 @@ def prepare_data(options: DemoOptions) -> tuple[Path, Path]:
         "--arith-train-size", str(options.train_size),
         "--arith-val-size", str(options.val_size),
         "--arith-max-ops", str(options.max_ops),
-        "--arith-min-ops", str(min(2, options.max_ops)),
+        "--arith-min-ops", str(options.min_ops),
     ]
+    if options.model == "arith":  # the operands and operations the policy was pre-trained on
+        from data_prep.arith_policy import task_config
+
+        task = task_config()
+        command += ["--arith-min-operand", str(task.min_operand), "--arith-max-operand", str(task.max_operand),
+                    "--arith-max-value", str(task.max_value), "--arith-ops", "".join(task.operations)]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"data preparation failed ({' '.join(command)}):\n{completed.stderr[-3000:]}")
@@ -201,6 +270,7 @@ def trainer_overrides(options: DemoOptions, model: Path, train: Path, val: Path,
         f"actor_rollout_ref.actor.ppo_mini_batch_size={options.batch_size}",
         f"actor_rollout_ref.actor.optim.lr={options.lr}",
         f"trainer.total_training_steps={options.steps}",
+        *validation_sampling_overrides(options.val_samples),
         f"trainer.test_freq={options.val_every or options.steps}",
         "trainer.val_before_train=true",
         f"trainer.save_freq={options.steps}",
@@ -213,6 +283,14 @@ def trainer_overrides(options: DemoOptions, model: Path, train: Path, val: Path,
     ]
     overrides += reward_overrides(options, judge_url)
     return overrides + list(options.extra_overrides)
+
+
+def validation_sampling_overrides(val_samples: int) -> list[str]:
+    """verl's validation sampling: greedy for one sample (verl's default), else temperature 1 like training."""
+    if val_samples == 1:
+        return []
+    prefix = "actor_rollout_ref.rollout.val_kwargs"
+    return [f"{prefix}.n={val_samples}", f"{prefix}.do_sample=true", f"{prefix}.temperature=1.0"]
 
 
 def reward_overrides(options: DemoOptions, judge_url: str | None) -> list[str]:
@@ -297,7 +375,7 @@ def render_row(row: StepRow) -> str:
 def validation_accuracy(validation: dict[str, float]) -> float | None:
     """Validation accuracy: the grader's ``correct`` mean when logged, else verl's reward mean."""
     for key, value in validation.items():
-        if key.endswith("/correct/mean@1") or key.endswith("/acc/mean@1"):
+        if re.search(r"/(correct|acc)/mean@\d+$", key):
             return value
     for key, value in validation.items():
         if key.startswith("val-core/") and "/reward/mean@" in key:
@@ -330,7 +408,7 @@ class TrainerRun:
     status: int
     metrics: dict[int, dict[str, Any]]
     seconds: float
-    peak_rss_bytes: int
+    peak_memory_bytes: int
 
 
 def run_trainer(options: DemoOptions, overrides: list[str]) -> TrainerRun:
@@ -354,11 +432,11 @@ def run_trainer(options: DemoOptions, overrides: list[str]) -> TrainerRun:
         # disable=None: a live bar on a terminal, none in CI logs (the per-step lines are printed either way).
         bar = tqdm(total=options.steps, desc="starting", unit="step", dynamic_ncols=True, disable=None)
         phases_shown = ["starting"]
-        peak_rss = 0
+        peak_memory = 0
         try:
             while True:
                 finished = process.poll() is not None
-                peak_rss = max(peak_rss, tree_rss_bytes(process.pid))
+                peak_memory = max(peak_memory, tree_memory_bytes(process.pid))
                 _update_phase(bar, log_path, phases_shown)
                 metrics = read_metrics(metrics_path)
                 for step in sorted(metrics):
@@ -384,7 +462,7 @@ def run_trainer(options: DemoOptions, overrides: list[str]) -> TrainerRun:
             raise
         finally:
             bar.close()
-    return TrainerRun(process.returncode, read_metrics(metrics_path), time.perf_counter() - started, peak_rss)
+    return TrainerRun(process.returncode, read_metrics(metrics_path), time.perf_counter() - started, peak_memory)
 
 
 def _update_phase(bar, log_path: Path, shown: list[str]) -> None:
@@ -405,10 +483,12 @@ def _update_phase(bar, log_path: Path, shown: list[str]) -> None:
             bar.set_description(phase)
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (Ray's raylet, workers and actors), in bytes.
+def tree_memory_bytes(pid: int) -> int:
+    """Memory of a process and all its descendants (Ray's raylet, workers and actors), in bytes.
 
-    An upper bound: pages shared between processes (Ray's object store) count once per process.
+    The sum of proportional set sizes (PSS): a page shared by k processes (Ray's object store, the
+    libraries every worker maps) counts 1/k in each, so shared pages count once in the total. Falls back
+    to resident memory (an upper bound) where the kernel gives no PSS.
     """
     import psutil
 
@@ -420,7 +500,8 @@ def tree_rss_bytes(pid: int) -> int:
     total = 0
     for process in processes:
         try:
-            total += process.memory_info().rss
+            info = process.memory_full_info()
+            total += getattr(info, "pss", info.rss)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total
@@ -443,7 +524,7 @@ def summarize(options: DemoOptions, result: TrainerRun) -> str:
     step_times = [row.step_s for row in rows if row.step_s is not None]
     lines = [
         f"[sgpo] {options.estimator} on the CPU: {len(rows)} steps in {result.seconds / 60:.1f} min "
-        f"(start-up included); peak memory of the trainer's processes {result.peak_rss_bytes / 2**30:.1f} GiB"
+        f"(start-up included); peak memory of the trainer's processes {result.peak_memory_bytes / 2**30:.1f} GiB"
     ]
     if step_times:
         lines.append(f"       mean step time {sum(step_times) / len(step_times):.1f} s (first step {step_times[0]:.1f} s)")
@@ -508,7 +589,7 @@ def run(options: DemoOptions) -> int:
         return 1
     print(summarize(options, result))
     (folder / "logs" / "summary.json").write_text(
-        json.dumps({"seconds": result.seconds, "peak_rss_bytes": result.peak_rss_bytes, "steps": options.steps})
+        json.dumps({"seconds": result.seconds, "peak_memory_bytes": result.peak_memory_bytes, "steps": options.steps})
     )
     return 0
 
@@ -520,27 +601,40 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
         extra = argv[argv.index("--") + 1 :]
         argv = argv[: argv.index("--")]
     defaults = DemoOptions()
+    arith = MODEL_PROFILES[DEFAULT_MODEL]
+    by_model = "default: from --model (arith: {}; smollm2, tiny: {})"
     parser = argparse.ArgumentParser(
         prog="bash run_scripts/cpu_demo.sh",
-        description="SGPO (or GRPO) with verl 0.9.1's trainer on the CPU: SmolLM2-135M on the arithmetic task.",
+        description="SGPO (or GRPO) with verl 0.9.1's trainer on the CPU: a small policy on the arithmetic task.",
         epilog="Hydra overrides for the trainer go after '--'. Details: recipe/sgpo/cpu_demo.py.",
     )
+    smollm2 = MODEL_PROFILES["smollm2"]
+
+    def profile_option(flag: str, kind: type, text: str) -> None:
+        name = flag.lstrip("-").replace("-", "_")
+        parser.add_argument(flag, type=kind, default=None,
+                            help=f"{text} ({by_model.format(getattr(arith, name), getattr(smollm2, name))})")
+
     parser.add_argument("--estimator", choices=("sgpo", "grpo"), default=defaults.estimator)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps (default %(default)s)")
     parser.add_argument("--judge", choices=("rule", "llm"), default=defaults.judge,
                         help="rule: exact step verifier; llm: SmolLM2 served by a vLLM CPU server")
-    parser.add_argument("--model", choices=("smollm2", "tiny"), default=defaults.model)
+    parser.add_argument("--model", choices=tuple(MODEL_PROFILES), default=defaults.model,
+                        help="arith: the project's pre-trained arithmetic policy (built once, about 2.5 min); "
+                             "smollm2: SmolLM2-135M-Instruct; tiny: random weights, smoke runs")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="prompts per step")
-    parser.add_argument("--group-size", type=int, default=defaults.group_size, help="responses per prompt")
-    parser.add_argument("--response-length", type=int, default=defaults.response_length)
-    parser.add_argument("--prompt-length", type=int, default=defaults.prompt_length)
+    profile_option("--steps", int, "training steps")
+    profile_option("--batch-size", int, "prompts per step")
+    profile_option("--group-size", int, "responses per prompt")
+    profile_option("--response-length", int, "most response tokens")
+    profile_option("--prompt-length", int, "most prompt tokens")
+    profile_option("--lr", float, "actor learning rate")
+    profile_option("--min-ops", int, "fewest operations per problem")
+    profile_option("--max-ops", int, "most operations per problem")
+    profile_option("--val-samples", int, "responses per validation problem; 1 is greedy, more are sampled at temperature 1")
     parser.add_argument("--train-size", type=int, default=defaults.train_size)
     parser.add_argument("--val-size", type=int, default=defaults.val_size)
-    parser.add_argument("--max-ops", type=int, default=defaults.max_ops, help="most operations per problem")
     parser.add_argument("--val-every", type=int, default=defaults.val_every,
                         help="validate every N steps (0: before training and at the end)")
-    parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--run-dir", type=Path, default=None, help=f"default: {DEFAULT_RUNS_DIR}/<estimator>-<judge>-<model>")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     args = parser.parse_args(argv)

@@ -1,0 +1,129 @@
+"""The CPU main job's pre-trained arithmetic policy (``data_prep/arith_policy.py``): its pre-training data
+(slips at known steps, chains that stay well-formed), its tokenizer (what verl will feed it), the build's
+cache and determinism. The policy's quality is measured by the build itself (its report) and by the main
+job, not asserted here: a test build is a few optimizer steps.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import replace
+
+import pytest
+
+from data_prep.arith import STEP_INSTRUCTION, ArithConfig, generate, generate_problems
+from data_prep.arith_policy import (
+    IGNORE_INDEX,
+    ArithPolicyConfig,
+    build_arith_policy,
+    build_report,
+    build_tokenizer,
+    encode_example,
+    render_chatml,
+    prompt_messages,
+    slipped_solution,
+    task_config,
+)
+
+STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+)$")
+#: A build of seconds: the settings are what is tested, not the policy's skill.
+SMALL = ArithPolicyConfig(pretrain_problems=64, train_steps=3, warmup_steps=1, batch_size=4,
+                          report_problems_per_length=2, max_new_tokens=8, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=1, num_attention_heads=2, vocab_size=300)
+
+
+def problems(count=200, seed=3):
+    return generate_problems(count, seed, split="pretrain", config=task_config())
+
+
+def parse(solution: str) -> tuple[list[tuple[int, str, int, int]], str]:
+    *lines, box = solution.split("\n")
+    steps = [tuple(int(g) if g.isdigit() else g for g in STEP.match(line).groups()) for line in lines]
+    return steps, box
+
+
+def test_without_slips_the_solution_is_the_reference_and_its_box():
+    config = replace(ArithPolicyConfig(), step_error_rate=0.0)
+    for problem in problems():
+        assert slipped_solution(problem, random.Random(0), config) == f"{problem.solution}\n\\boxed{{{problem.answer}}}"
+
+
+def test_slips_are_wrong_results_the_next_step_continues_from():
+    config = replace(ArithPolicyConfig(), step_error_rate=0.3, max_error=4)
+    rng, slips, steps_seen = random.Random(0), 0, 0
+    for problem in problems():
+        steps, box = parse(slipped_solution(problem, rng, config))
+        assert [(op, b) for _, op, b, _ in steps] == [(op, b) for _, op, b, _ in problem.steps]
+        assert steps[0][0] == problem.steps[0][0]
+        for (a, op, b, c), following in zip(steps, steps[1:] + [None]):
+            true = a + b if op == "+" else a - b
+            assert 0 <= c <= task_config().max_value and abs(c - true) <= 4
+            slips += c != true
+            if following is not None:
+                assert following[0] == c  # the chain continues from what was written
+        assert box == f"\\boxed{{{steps[-1][3]}}}"
+        steps_seen += len(steps)
+    assert 0.2 < slips / steps_seen < 0.35  # about the asked-for rate (a few steps have no in-range slip)
+
+
+def test_tokenizer_spells_numbers_by_digit_round_trips_and_keeps_the_instruction_whole():
+    sample = problems(50)
+    texts = [render_chatml(prompt_messages(p)) for p in sample] + [p.solution for p in sample]
+    tokenizer = build_tokenizer(texts, vocab_size=400)
+    for text in ["1234 + 56 = 1290\n\\boxed{1290}", texts[0], "unseen words: ünïcode ✓"]:
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    digits = tokenizer.convert_ids_to_tokens(tokenizer("90817", add_special_tokens=False)["input_ids"])
+    assert digits == list("90817")
+    instruction_ids = tokenizer(STEP_INSTRUCTION, add_special_tokens=False)["input_ids"]
+    assert len(instruction_ids) == 1
+
+
+def test_training_sequences_are_the_tokens_verl_renders_from_the_parquet_rows(tmp_path):
+    policy = build_arith_policy(tmp_path / "policy", SMALL, show_progress=False)
+    from transformers import AutoTokenizer
+
+    from verl.utils.tokenizer.chat_template import apply_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    rows = generate(5, seed=11, split="val", config=task_config())
+    for row, problem in zip(rows, generate_problems(5, 11, split="val", config=task_config())):
+        verl_ids = apply_chat_template(tokenizer, list(row["prompt"]), tokenize=True, add_generation_prompt=True)
+        ids, labels = encode_example(tokenizer, problem, "1 + 2 = 3\n\\boxed{3}")
+        assert ids[: len(verl_ids)] == list(verl_ids)
+        assert labels[: len(verl_ids)] == [IGNORE_INDEX] * len(verl_ids)
+        assert labels[len(verl_ids):] == ids[len(verl_ids):] and ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(ids[len(verl_ids):-1]) == "1 + 2 = 3\n\\boxed{3}"
+
+
+def test_build_is_cached_deterministic_and_rebuilt_when_a_setting_changes(tmp_path):
+    first = build_arith_policy(tmp_path / "a", SMALL, show_progress=False)
+    weights = (first / "model.safetensors").read_bytes()
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert build_arith_policy(first, SMALL, show_progress=False) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # cached: not rebuilt
+    assert build_arith_policy(tmp_path / "b", SMALL, show_progress=False).joinpath("model.safetensors").read_bytes() == weights
+    report = build_report(first)
+    assert report["settings"]["train_steps"] == 3
+    assert set(report["sampled_accuracy_by_operations"]) == {"1", "2", "3", "4"}
+    other = replace(SMALL, seed=1)
+    build_arith_policy(first, other, show_progress=False)
+    assert build_report(first)["settings"]["seed"] == 1
+    assert (first / "model.safetensors").read_bytes() != weights
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+def test_the_task_config_is_valid_and_the_validation_problems_are_unseen():
+    config = task_config()
+    assert isinstance(config, ArithConfig) and set(config.operations) == {"+", "-"}
+    pretraining = {p.expression for p in generate_problems(ArithPolicyConfig().pretrain_problems, 0,
+                                                           split="pretrain", config=config)}
+    # The main job's default validation set (seed 0, 32 problems, 1-4 operations).
+    validation = generate_problems(32, 0, split="val", config=config,
+                                   exclude={p.expression for p in generate_problems(256, 0, split="train", config=config)})
+    seen = [len(p.steps) for p in validation if p.expression in pretraining]
+    # Short problems are few (about 700 with one operation, 25,000 with two): pre-training's 20,000 draws
+    # cover most one-operation problems and some two-operation ones (docs/cpu_training.md says so); longer
+    # ones are practically never seen.
+    assert seen and max(seen) <= 2, seen
+    assert sum(len(p.steps) >= 3 for p in validation) >= 8
