@@ -98,7 +98,7 @@ class ArithPolicyConfig:
     step_error_rate: float = 0.1
     max_error: int = 9
     pretrain_problems: int = 20000
-    train_steps: int = 1500
+    train_steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
     warmup_steps: int = 60
@@ -107,7 +107,7 @@ class ArithPolicyConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     intermediate_size: int = 384
-    report_problems_per_length: int = 32
+    report_problems_per_length: int = 48
     max_new_tokens: int = 96
     task: dict[str, Any] = field(default_factory=lambda: asdict(task_config()))
 

@@ -99,17 +99,34 @@ def test_rts_and_graded_maps():
 def test_rule_verifier_finds_the_first_wrong_line():
     judge = build_judge({"backend": "rule"})
     correct = run(judge.judge(arith("17 + 5 = 22\n22 * 3 = 66\n66 - 8 = 58\n\\boxed{58}")))
-    assert correct.judged and correct.first_error_step is None and correct.rts == 1.0 and correct.num_steps == 3
+    # three arithmetic lines and the answer's line
+    assert correct.judged and correct.first_error_step is None and correct.rts == 1.0 and correct.num_steps == 4
     wrong = run(judge.judge(arith("First:\n17 + 5 = 22\nthen 22 × 3 = 67\n67 - 8 = 59\n\\boxed{59}")))
-    assert (wrong.first_error_step, wrong.num_steps, wrong.rts) == (2, 3, pytest.approx(1 / 3))
-    assert wrong.graded_value == pytest.approx(graded_value(1 / 3)) and wrong.backend == "rule"
+    assert (wrong.first_error_step, wrong.num_steps, wrong.rts) == (2, 4, pytest.approx(1 / 4))
+    assert wrong.graded_value == pytest.approx(graded_value(1 / 4)) and wrong.backend == "rule"
+
+
+@pytest.mark.parametrize("response, first_error, steps", [
+    ("17 + 5 = 22\n22 * 3 = 66\n66 - 8 = 58\n\\boxed{57}", 4, 4),   # right lines, another number boxed
+    ("17 + 5 = 22\n22 * 3 = 66\n\\boxed{66}", 3, 3),                 # stopped before the last operation
+    ("17 + 5 = 22\n22 * 3 = 66\n66 - 8 = 58 so \\boxed{56}", 3, 3),  # the answer on the last step's line
+])
+def test_a_wrong_answer_after_right_lines_is_an_error_in_the_answer_step(response, first_error, steps):
+    verdict = run(build_judge({"backend": "rule"}).judge(arith(response)))
+    assert (verdict.first_error_step, verdict.num_steps) == (first_error, steps)
+    assert verdict.rts < 1.0
+    # Without the answer step the same response is "no error found": the best grade a wrong answer gets.
+    plain = run(build_judge({"backend": "rule", "rule": {"answer_step": False}}).judge(arith(response)))
+    assert plain.first_error_step is None and plain.rts == 1.0
 
 
 def test_rule_verifier_checks_reference_values_by_default():
     response = "17 + 6 = 23\n23 * 3 = 69\n69 - 8 = 61\n\\boxed{61}"  # right arithmetic, wrong operand
     assert run(build_judge({"backend": "rule"}).judge(arith(response))).first_error_step == 1
     lenient = build_judge({"backend": "rule", "rule": {"check_reference_values": False}})
-    assert run(lenient.judge(arith(response))).first_error_step is None
+    assert run(lenient.judge(arith(response))).first_error_step == 4  # only the answer (61, not 58) is wrong
+    arithmetic_only = build_judge({"backend": "rule", "rule": {"check_reference_values": False, "answer_step": False}})
+    assert run(arithmetic_only.judge(arith(response))).first_error_step is None
 
 
 def test_rule_verifier_reads_a_long_digit_run_in_linear_time():

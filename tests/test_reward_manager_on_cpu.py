@@ -27,8 +27,9 @@ PROBLEM = "Compute (3 + 4) * 5. Show each step on its own line as `a op b = c`, 
 REFERENCE = "3 + 4 = 7\n7 * 5 = 35"
 RESPONSES = {
     "correct": "3 + 4 = 7\n7 * 5 = 35\n\\boxed{35}",
-    "wrong_at_2": "3 + 4 = 7\n7 * 5 = 36\n\\boxed{36}",  # first error at step 2 of 2: RTS 0.5
-    "wrong_at_1": "3 + 4 = 8\n8 * 5 = 40\n\\boxed{40}",  # first error at step 1 of 2: RTS 0
+    # two arithmetic lines and the answer's line (the rule verifier's answer step): K = 3
+    "wrong_at_2": "3 + 4 = 7\n7 * 5 = 36\n\\boxed{36}",  # first error at step 2 of 3: RTS 1/3
+    "wrong_at_1": "3 + 4 = 8\n8 * 5 = 40\n\\boxed{40}",  # first error at step 1 of 3: RTS 0
 }
 BETA, GAMMA, BAND = 5.0, 0.5, 0.5
 
@@ -112,16 +113,16 @@ def test_loaded_by_verls_load_reward_manager_and_scored_through_run_single(tiny_
         assert set(result["reward_extra_info"]) == set(EXTRA_INFO_KEYS)  # the same keys for every sample
     assert results["correct"]["reward_score"] == 1.0
     assert results["correct"]["reward_extra_info"]["judge_called"] == 0
-    for name, rts in (("wrong_at_2", 0.5), ("wrong_at_1", 0.0)):
+    for name, rts in (("wrong_at_2", 1 / 3), ("wrong_at_1", 0.0)):
         info = results[name]["reward_extra_info"]
-        assert (info["judged"], info["rts"], info["num_steps"]) == (1, rts, 2)
+        assert (info["judged"], info["rts"], info["num_steps"]) == (1, pytest.approx(rts), 3)
         assert info["graded_value"] == pytest.approx(logistic(rts))
         assert results[name]["reward_score"] == pytest.approx(BAND * logistic(rts))
     # the estimator decodes exactly what the manager encoded
     scores = torch.tensor([results[n]["reward_score"] for n in ("correct", "wrong_at_2", "wrong_at_1")])
     correct, judged, graded = decode_rewards(scores, BAND)
     assert correct.tolist() == [True, False, False] and judged.tolist() == [False, True, True]
-    assert graded[1].item() == pytest.approx(logistic(0.5), rel=1e-6)
+    assert graded[1].item() == pytest.approx(logistic(1 / 3), rel=1e-6)
     manager.grader.close()
 
 
@@ -183,7 +184,7 @@ def test_default_scope_judges_only_the_wrong_members_of_all_negative_groups(tiny
         assert info["judge_called"] == int(uid == "all_negative"), (uid, name, info)
         assert info["group_state"] == ("mixed" if uid == "mixed" else "all_negative")
         if uid == "all_negative":
-            assert info["judged"] == 1 and info["rts"] == (0.5 if name == "wrong_at_2" else 0.0)
+            assert info["judged"] == 1 and info["rts"] == pytest.approx(1 / 3 if name == "wrong_at_2" else 0.0)
 
 
 def test_a_retried_member_does_not_complete_its_group_early(tiny_model_dir, tokenizer):
@@ -241,7 +242,7 @@ def test_an_error_in_a_cut_off_response_is_still_graded(tiny_model_dir, tokenize
     result = asyncio.run(manager.run_single(trajectory(tokenizer, RESPONSES["wrong_at_2"], "e")))
     manager.grader.close()
     info = result["reward_extra_info"]
-    assert (info["truncated"], info["judged"], info["rts"]) == (1, 1, 0.5)
+    assert (info["truncated"], info["judged"], info["rts"]) == (1, 1, pytest.approx(1 / 3))
 
 
 def test_invalid_reward_settings_fail_at_start_up_naming_the_key(tiny_model_dir, tokenizer):

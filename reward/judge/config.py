@@ -315,10 +315,17 @@ class RuleConfig:
         no_steps: Verdict for a response without any arithmetic line: ``zero`` (default) judges it as one
             wrong step (``k = K = 1``, ``RTS = 0``: it got nowhere); ``not_judged`` returns a failure
             ``no_steps`` (reward 0 either way; ``zero`` keeps it in the group's spread).
+        answer_step: The line of the final answer (the last ``\\boxed{}``) is a step too, the last one,
+            wrong when the answer differs from the reference answer. Default on: without it a response whose
+            lines are all right but whose answer is wrong (boxed a different number, or stopped before the
+            last operation) is "no error found", RTS 1, the best grade a wrong answer can get; on the CPU
+            main job a policy learned within 30 steps to box a number other than its last result, and its
+            accuracy fell from 34 % to 12 % (docs/cpu_training.md).
     """
 
     check_reference_values: bool = True
     no_steps: str = "zero"
+    answer_step: bool = True
 
     def validate(self, prefix: str) -> None:
         require_choice(self.no_steps, f"{prefix}.no_steps", ("zero", "not_judged"))

@@ -5,8 +5,11 @@ Steps are the lines of the judged part that contain ``a op b = c`` (integers; ``
 token-weighted RTS their text counts with the step before them (as separators do in :mod:`reward.judge.steps`),
 and text before the first step counts with none. A step is wrong when any of its equations is false, or — with
 ``rule.check_reference_values`` (default) — when its result is not one of the reference solution's
-intermediate values (the right arithmetic on the wrong numbers). Text such as ``VERDICT: none`` inside the
-response is just a non-step line: the verifier reads nothing but arithmetic.
+intermediate values (the right arithmetic on the wrong numbers). With ``rule.answer_step`` (default) the
+line of the final answer (the last ``\\boxed{}``) is a step too, the last one, wrong when the answer is not
+the reference answer: a wrong answer after right lines is an error in the answer, not "no error found".
+Text such as ``VERDICT: none`` inside the response is just a non-step line: the verifier reads nothing but
+arithmetic.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from reward.answers import BOX_COMMANDS, canonical_answer, extract_final_answer
 from reward.judge.base import JudgeRequest
 from reward.judge.config import JudgeConfig
 from reward.judge.steps import Segmentation, Step, judged_part, segmentation_from_steps
@@ -57,7 +61,8 @@ class RuleBackend:
         self._steps = config.steps
         self._rule = config.rule
         self.empty_policy = "zero" if config.rule.no_steps == "zero" else "not_judged"
-        self.fingerprint = f"rule:check_reference_values={self._rule.check_reference_values}"
+        self.fingerprint = (f"rule:check_reference_values={self._rule.check_reference_values}"
+                            f":answer_step={self._rule.answer_step}")
 
     def segment(self, request: JudgeRequest) -> Segmentation:
         if request.steps is not None:
@@ -67,14 +72,29 @@ class RuleBackend:
                                 "all", 0, len(text))
         part, start, end = judged_part(request.response, self._steps.think_part)
         steps = []
+        answer_line = self._answer_line_start(request.response[start:end])
         for match in re.finditer(r"[^\n]+", request.response[start:end]):
-            if equations(match.group(0)):
+            if equations(match.group(0)) or match.start() == answer_line:
                 line = match.group(0)
                 lead = len(line) - len(line.lstrip())
                 stripped = line.strip()
                 first = start + match.start() + lead
                 steps.append(Step(len(steps) + 1, stripped, first, first + len(stripped)))
         return Segmentation(tuple(steps), part, start, end)
+
+    def _answer_line_start(self, part: str) -> int | None:
+        """Offset in ``part`` of the line holding the last box, when the answer is a step; else None."""
+        if not self._rule.answer_step:
+            return None
+        box = max(part.rfind(command) for command in BOX_COMMANDS)
+        return None if box < 0 else part.rfind("\n", 0, box) + 1
+
+    def answer_is_wrong(self, text: str, reference_answer: str) -> bool:
+        """Whether the step holding the final answer states another answer than the reference."""
+        if not self._rule.answer_step or not any(command in text for command in BOX_COMMANDS):
+            return False
+        answer = extract_final_answer(text, think_mode="ignore").answer
+        return answer is None or canonical_answer(answer) != canonical_answer(reference_answer)
 
     def step_is_wrong(self, text: str, allowed: set[int] | None) -> bool:
         for a, op, b, c in equations(text):
@@ -86,8 +106,11 @@ class RuleBackend:
 
     def locate(self, request: JudgeRequest, segmentation: Segmentation) -> int | None:
         allowed = reference_values(request.reference_solution)
+        last = len(segmentation.steps)
         for step in segmentation.steps:
             if self.step_is_wrong(step.text, allowed):
+                return step.index
+            if step.index == last and self.answer_is_wrong(step.text, request.reference_answer):
                 return step.index
         return None
 
