@@ -397,8 +397,8 @@ def test_only_all_negative_groups_are_judged_across_concurrent_reward_workers(ti
         if name == "correct":
             assert result["reward_score"] == 1.0
         elif should_judge:
-            rts = 0.5 if name == "wrong_at_2" else 0.0
-            assert info["group_state"] == "all_negative" and info["rts"] == rts
+            rts = 1 / 3 if name == "wrong_at_2" else 0.0
+            assert info["group_state"] == "all_negative" and info["rts"] == pytest.approx(rts)
             assert result["reward_score"] == pytest.approx(BAND * logistic(rts))
         else:
             assert result["reward_score"] == 0.0
