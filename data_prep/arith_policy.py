@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from data_prep.arith import STEP_INSTRUCTION, ArithConfig, ArithProblem, generate_problems
-from data_prep.templates import DEFAULT_TEMPLATE, get_template
+from data_prep.templates import CHATML_CHAT_TEMPLATE, DEFAULT_TEMPLATE, get_template
 
 #: Repository root (``data_prep/`` sits directly below it).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,14 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARITH_POLICY_DIR = REPO_ROOT / "cache" / "models" / "arith-policy"
 #: Marker written last; its presence (with matching settings) means the folder is complete.
 DONE_MARKER = ".arith-policy.json"
-#: ChatML special tokens; the end-of-turn token is the eos.
+#: ChatML special tokens (those data_prep.templates.CHATML_CHAT_TEMPLATE writes); the end-of-turn token is the eos.
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 #: Pre-training texts the BPE merges are learned from (the prompts' words repeat; more texts change nothing).
 TOKENIZER_CORPUS_SIZE = 2000
 #: Label of tokens that carry no loss (the prompt and the padding), as transformers expects.
@@ -162,9 +156,10 @@ def _wrong_result(result: int, rest: list[tuple[str, int]], rng: random.Random, 
 
 
 def render_chatml(messages: list[dict[str, str]]) -> str:
-    """The ChatML text of ``messages`` with the generation prompt (what CHAT_TEMPLATE renders)."""
-    turns = "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)
-    return f"{turns}{IM_START}assistant\n"
+    """The text CHATML_CHAT_TEMPLATE renders for ``messages`` with the generation prompt (no tokenizer needed)."""
+    import jinja2
+
+    return jinja2.Template(CHATML_CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True)
 
 
 def build_tokenizer(texts: Sequence[str], vocab_size: int):
@@ -186,7 +181,7 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int):
     # The instruction every problem ends with becomes one token: half the prompt's length otherwise, and
     # compute that teaches nothing.
     tokenizer.add_tokens([STEP_INSTRUCTION])
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = CHATML_CHAT_TEMPLATE
     return tokenizer
 
 
