@@ -16,12 +16,21 @@ that writes well-formed steps and makes mistakes at varied steps, so that RL has
    at a steady rate per step: sampled at temperature 1 its accuracy falls with the number of steps,
    roughly ``(1 - error rate) ** steps``, which puts many all-negative groups on long problems. The
    problems are drawn from the stream ``"<seed>:pretrain"``, apart from the task's train/val streams.
-3. **Training**: a plain PyTorch loop over transformers' ``Qwen2ForCausalLM`` (next-token loss on the
+3. **The guessing habit** (second stage): the stage-1 policy is trained on, for ``habit_steps`` more steps,
+   solutions of which a share ``guess_rate`` is a bare guess ``\\boxed{N}`` with no steps (the rest as in
+   stage 1). The finished policy mostly guesses, and guesses are rarely right: low accuracy, many
+   all-negative groups, and one behaviour RL can change in a few dozen steps (work the steps instead of
+   guessing). The slips inside worked solutions are a second, harder thing to fix: the policy's per-token
+   noise at every digit swamps their policy gradient (measured: without the habit, 30 steps of GRPO or
+   of fine-tuning on its own correct samples, at any rate from 3e-5 to 1e-3, did not raise its accuracy).
+   In all-negative groups the rule verifier grades a guess 0 (its only step, the box, is wrong) and a
+   worked solution by how far it got, so SGPO teaches there and GRPO does not.
+4. **Training**: a plain PyTorch loop over transformers' ``Qwen2ForCausalLM`` (next-token loss on the
    response tokens only, AdamW, linear warm-up then cosine decay, float32, fixed seed). verl's SFT trainer
    would need the CPU backend's distributed start-up for a job of seconds; a plain loop is the smallest
    thing that is obviously correct. Deterministic for a seed on a given machine and torch version
    (``torch.use_deterministic_algorithms``).
-4. **Report**: accuracy of the finished policy by number of operations, sampled at temperature 1, written
+5. **Report**: accuracy of the finished policy by number of operations, sampled at temperature 1, written
    into the marker file ``.arith-policy.json`` with the settings and the build time.
 
 The folder is cached: a finished folder carries the marker with its settings, and a call with the same
@@ -41,7 +50,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -84,6 +93,10 @@ class ArithPolicyConfig:
         warmup_steps: steps of linear warm-up before the cosine decay to ``lr / 10``.
         vocab_size: BPE vocabulary (256 byte symbols, 3 ChatML specials, learned merges).
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: the transformer's shape.
+        habit_problems, habit_steps, habit_lr, habit_warmup_steps: the second stage (the guessing habit):
+            its distinct problems, optimizer steps, peak learning rate and warm-up, continuing from stage 1.
+        guess_rate: probability that a second-stage solution is a bare guess ``\\boxed{N}`` with no steps,
+            ``N`` drawn uniformly within ``max_error`` of the answer (inside ``[0, max_value]``).
         report_problems_per_length: problems per operation count in the accuracy report.
         max_new_tokens: most tokens one sampled solution may have in the report.
     """
@@ -101,6 +114,11 @@ class ArithPolicyConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     intermediate_size: int = 384
+    habit_problems: int = 8000
+    habit_steps: int = 600
+    habit_lr: float = 1e-3
+    habit_warmup_steps: int = 20
+    guess_rate: float = 0.5
     report_problems_per_length: int = 48
     max_new_tokens: int = 96
     task: dict[str, Any] = field(default_factory=lambda: asdict(task_config()))
@@ -117,8 +135,11 @@ def prompt_messages(problem: ArithProblem) -> list[dict[str, str]]:
     return get_template(DEFAULT_TEMPLATE).messages(problem.problem, answer_format_in_problem=True)
 
 
-def slipped_solution(problem: ArithProblem, rng: random.Random, config: ArithPolicyConfig) -> str:
+def slipped_solution(problem: ArithProblem, rng: random.Random, config: ArithPolicyConfig, guess_rate: float = 0.0) -> str:
     """The step lines and box of ``problem``, each result wrong with probability ``step_error_rate``.
+
+    With probability ``guess_rate`` the solution is instead a bare guess, ``\\boxed{N}`` with ``N`` within
+    ``max_error`` of the answer: the habit the second pre-training stage teaches (see :func:`build_arith_policy`).
 
     After a slip the next step starts from the wrong value (``a`` of step i+1 is the ``c`` written in step i),
     so the lines stay well-formed and the first wrong line is the first error, as the judge sees it. A wrong
@@ -126,6 +147,9 @@ def slipped_solution(problem: ArithProblem, rng: random.Random, config: ArithPol
     step is written correctly.
     """
     max_value = config.arith_config().max_value
+    if guess_rate and rng.random() < guess_rate:
+        low, high = max(0, problem.answer - config.max_error), min(max_value, problem.answer + config.max_error)
+        return f"\\boxed{{{rng.randint(low, high)}}}"
     operations = [(op, operand) for _, op, operand, _ in problem.steps]
     lines, value = [], problem.steps[0][0]
     for position, (op, operand) in enumerate(operations):
@@ -328,6 +352,10 @@ def build_arith_policy(
         rendered = [render_chatml(prompt_messages(p)) for p in problems[:TOKENIZER_CORPUS_SIZE]]
         tokenizer = build_tokenizer(rendered + solutions[:TOKENIZER_CORPUS_SIZE], config.vocab_size)
         examples = [encode_example(tokenizer, p, s) for p, s in zip(problems, solutions)]
+        habit_problems = generate_problems(config.habit_problems, config.seed, split="habit", config=config.arith_config())
+        guesses = random.Random(f"{config.seed}:guesses")
+        habit_examples = [encode_example(tokenizer, p, slipped_solution(p, guesses, config, config.guess_rate))
+                          for p in habit_problems]
         model = Qwen2ForCausalLM(Qwen2Config(
             vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
             num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
@@ -335,7 +363,7 @@ def build_arith_policy(
             bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
             torch_dtype="float32", attn_implementation="sdpa",
         ))
-        bar = tqdm(total=config.train_steps, desc="pre-training the arithmetic policy", unit="step",
+        bar = tqdm(total=config.train_steps + config.habit_steps, desc="pre-training the arithmetic policy", unit="step",
                    disable=not show_progress or None, mininterval=2.0)
 
         def progress(step: int, loss: float) -> None:
@@ -343,7 +371,10 @@ def build_arith_policy(
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss:.3f}")
 
-        final_loss = pretrain(model, tokenizer, examples, config, progress)
+        pretrain(model, tokenizer, examples, config, progress)
+        habit_stage = replace(config, train_steps=config.habit_steps, lr=config.habit_lr,
+                              warmup_steps=config.habit_warmup_steps)
+        final_loss = pretrain(model, tokenizer, habit_examples, habit_stage, progress)
         bar.close()
         accuracy = sampled_accuracy_by_length(model, tokenizer, config, config.seed)
     finally:

@@ -30,7 +30,8 @@ STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+)$")
 #: A build of seconds: the settings are what is tested, not the policy's skill.
 SMALL = ArithPolicyConfig(pretrain_problems=64, train_steps=3, warmup_steps=1, batch_size=4,
                           report_problems_per_length=2, max_new_tokens=8, hidden_size=32, intermediate_size=64,
-                          num_hidden_layers=1, num_attention_heads=2, vocab_size=300)
+                          num_hidden_layers=1, num_attention_heads=2, vocab_size=300,
+                          habit_problems=16, habit_steps=2, habit_warmup_steps=1)
 
 
 def problems(count=200, seed=3):
@@ -65,6 +66,20 @@ def test_slips_are_wrong_results_the_next_step_continues_from():
         assert box == f"\\boxed{{{steps[-1][3]}}}"
         steps_seen += len(steps)
     assert 0.2 < slips / steps_seen < 0.35  # about the asked-for rate (a few steps have no in-range slip)
+
+
+def test_the_guessing_habit_boxes_a_near_miss_without_steps_at_the_asked_rate():
+    config = replace(ArithPolicyConfig(), max_error=4)
+    rng, guesses, sample = random.Random(0), 0, problems(400)
+    for problem in sample:
+        solution = slipped_solution(problem, rng, config, guess_rate=0.5)
+        if "\n" in solution:
+            parse(solution)  # a worked solution, slips and all
+            continue
+        guesses += 1
+        guess = int(re.fullmatch(r"\\boxed\{(\d+)\}", solution).group(1))
+        assert abs(guess - problem.answer) <= 4 and 0 <= guess <= task_config().max_value
+    assert 0.42 < guesses / len(sample) < 0.58
 
 
 def test_tokenizer_spells_numbers_by_digit_round_trips_and_keeps_the_instruction_whole():

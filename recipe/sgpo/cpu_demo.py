@@ -171,6 +171,9 @@ class DemoOptions:
     extra_overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.run_dir is not None:
+            # absolute: the trainer runs inside the folder, where a relative path would point elsewhere
+            self.run_dir = Path(self.run_dir).absolute()
         profile = MODEL_PROFILES.get(self.model)
         if profile is None:
             return  # validate() names the bad model
