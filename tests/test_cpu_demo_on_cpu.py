@@ -36,6 +36,14 @@ def test_options_parse_and_bad_values_are_named():
         DemoOptions(model="gpt2").validate()
 
 
+def test_a_relative_run_dir_is_made_absolute(tmp_path, monkeypatch):
+    # the trainer runs inside the run folder: a relative path handed on to it would point below itself
+    monkeypatch.chdir(tmp_path)
+    options = parse_args(["--run-dir", "outputs/run"])
+    assert options.folder == tmp_path / "outputs" / "run"
+    assert parse_args([]).folder.is_absolute()
+
+
 def test_each_model_takes_its_profile_and_command_line_values_win():
     arith, smollm2 = MODEL_PROFILES["arith"], MODEL_PROFILES["smollm2"]
     default = parse_args([])

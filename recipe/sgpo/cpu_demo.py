@@ -536,7 +536,10 @@ def summarize(options: DemoOptions, result: TrainerRun) -> str:
     before = validation_accuracy(StepRow.from_metrics(0, metrics.get(0, {})).validation)
     after = validation_accuracy(rows[-1].validation) if rows else None
     if before is not None or after is not None:
-        lines.append(f"       validation accuracy: {_fmt(before, 'pct')} before, {_fmt(after, 'pct')} after")
+        change = ""
+        if before is not None and after is not None:
+            change = f" ({100 * (after - before):+.1f} points; one run: compare seeds with tests/benchmarks/compare_sgpo_grpo_cpu.py)"
+        lines.append(f"       validation accuracy: {_fmt(before, 'pct')} before, {_fmt(after, 'pct')} after{change}")
     checkpoints = options.folder / "checkpoints"
     latest = checkpoints / "latest_checkpointed_iteration.txt"
     checkpoint = checkpoints / f"global_step_{latest.read_text().strip()}" if latest.exists() else None
