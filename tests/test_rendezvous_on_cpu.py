@@ -125,3 +125,63 @@ def test_a_size_mismatch_is_logged_and_the_first_size_kept(caplog):
     assert (first, second) == (ALL_NEGATIVE, ALL_NEGATIVE)  # size 2 kept: two members complete it
     assert stats["size_mismatches"] == 1
     assert any("opened with size 2" in r.getMessage() and "size 8" in r.getMessage() for r in caplog.records)
+
+
+def test_a_group_of_one_wrong_member_is_all_negative_at_once():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        start = time.monotonic()
+        state = await rendezvous.report("solo", False, expected=1, wait_s=5)
+        return state, time.monotonic() - start
+
+    state, elapsed = run(scenario())
+    assert state == ALL_NEGATIVE and elapsed < 1.0
+
+
+def test_waiting_groups_are_counted_as_pending():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        waiting = asyncio.create_task(rendezvous.report("g", False, expected=2, wait_s=30))
+        await asyncio.sleep(0.05)
+        pending = rendezvous.pending_groups()
+        await rendezvous.report("g", True, expected=2, wait_s=30)
+        await waiting
+        return pending, rendezvous.pending_groups()
+
+    assert run(scenario()) == (1, 0)
+
+
+def test_duplicates_and_size_mismatches_are_counted_each_time_and_logged_once(caplog):
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        tasks = [asyncio.create_task(rendezvous.report("g", False, expected=size, wait_s=30, member=member))
+                 for member, size in ((0, 3), (0, 3), (0, 5), (1, 6))]
+        await asyncio.sleep(0.05)
+        await rendezvous.report("g", True, expected=3, wait_s=30, member=2)
+        await asyncio.gather(*tasks)
+        return rendezvous.stats
+
+    with caplog.at_level("WARNING", logger="sgpo.reward"):
+        stats = run(scenario())
+    assert stats == {"duplicate_reports": 2, "size_mismatches": 2}
+    warnings = [r.getMessage() for r in caplog.records if "rendezvous" in r.getMessage()]
+    assert warnings == [
+        "sgpo rendezvous: group g was opened with size 3 but a member reports size 5; keeping 3 "
+        "(every reward worker must see the same actor_rollout_ref.rollout.n)"
+    ]
+
+
+def test_a_sweep_keeps_recently_seen_groups_and_later_reports_still_work():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        await rendezvous.report("recent", True, expected=2, wait_s=0.1)
+        await asyncio.sleep(0.15)  # past one bound (a sweep runs) but inside the retention of 4 bounds
+        await rendezvous.report("next", True, expected=2, wait_s=0.1)
+        kept = rendezvous.tracked_groups()
+        await asyncio.sleep(0.15)
+        await rendezvous.report("after", True, expected=2, wait_s=0.1)  # a second sweep
+        return kept, rendezvous.tracked_groups()
+
+    kept, later = run(scenario())
+    assert kept == 2  # "recent" was seen 0.15 s ago: within retention, kept
+    assert later == 3
