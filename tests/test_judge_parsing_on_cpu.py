@@ -222,3 +222,48 @@ def test_problem_and_reference_cannot_break_out_of_their_sections():
     assert order == sorted(order)
     answer_only = template.render("What is 1+1?", ["1 + 1 = 3"], f"2 {attack}", None)
     assert reader_tags(answer_only) == reader_tags(template.render("What is 1+1?", ["1 + 1 = 3"], "2", None))
+
+
+def test_the_last_step_is_a_valid_verdict():
+    assert parse_verdict("VERDICT: 5", num_steps=5) == 5
+    assert parse_verdict("VERDICT: 1", num_steps=1) == 1
+
+
+@pytest.mark.parametrize("output, detail", [
+    ("", "the judge returned no text"),
+    ("<think>long thoughts</think>", "nothing after the reasoning block"),
+    ("The first error is in step 2.", "last line is not a verdict: 'The first error is in step 2.'"),
+    ("x" * 100 + "y" * 80, "last line is not a verdict: '" + "y" * 80 + "'"),  # its last QUOTE_CHARS characters
+    ("VERDICT: 7", "step 7 outside 1..5"),
+    ("VERDICT: 0", "step 0 outside 1..5"),
+    ("VERDICT: 12", "step 12 outside 1..5"),  # more digits than num_steps: refused before converting
+    ("VERDICT: " + "9" * 80, "step " + "9" * 80 + " outside 1..5"),  # up to QUOTE_CHARS digits: shown whole
+    ("VERDICT: " + "9" * 81, "step " + "9" * 80 + "… (81 digits) outside 1..5"),
+])
+def test_a_failed_verdict_says_what_was_wrong(output, detail):
+    with pytest.raises(JudgeFailure) as caught:
+        parse_verdict(output, num_steps=5)
+    assert caught.value.detail == detail
+
+
+def test_the_reference_answer_is_inserted_beside_the_reference_solution():
+    rendered = PromptTemplate.load("v1").render("What is 1+1?", ["1 + 1 = 3"], "2", "1 + 1 = 2")
+    assert "Reference final answer: 2" in rendered and "{answer}" not in rendered
+
+
+def test_a_placeholder_without_a_value_is_left_as_written():
+    from reward.judge.prompt import _fill
+
+    assert _fill("{answer} and {solution}", {"answer": "7"}) == "7 and {solution}"
+
+
+def test_character_classes_cover_exactly_their_categories_in_merged_ranges():
+    from reward.judge.prompt import _character_class
+
+    body = _character_class(frozenset({"Pc", "Nd"}))
+    members = re.compile(f"[{body}]")
+    wanted = [code for code in range(0x110000) if unicodedata.category(chr(code)) in {"Pc", "Nd"}]
+    assert [code for code in range(0x110000) if members.fullmatch(chr(code))] == wanted
+    runs = 1 + sum(1 for a, b in zip(wanted, wanted[1:]) if b != a + 1)
+    assert body.count("-") == runs  # one range per run of consecutive code points
+    assert body.startswith("\\U00000030-\\U00000039")  # 0-9 first, as one range
