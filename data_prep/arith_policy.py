@@ -2,8 +2,9 @@
 
 No model hub is reachable from the machines this runs on, and a downloaded chat model (SmolLM2-135M) writes
 prose and code, never the arithmetic task's ``a op b = c`` lines: it scores 0 % before and after a CPU
-run, so nothing visibly learns. This module builds, once and in about 4.7 minutes on two cores, a policy
-that writes well-formed steps and makes mistakes at varied steps, so that RL has something to fix:
+run, so nothing visibly learns. This module builds, once and in about 5 minutes on two cores, a policy
+that often guesses a bare answer and, when it works the steps, writes well-formed lines with mistakes at
+varied steps, so that RL has something to fix:
 
 1. **Tokenizer**: byte-level BPE (every text round-trips exactly) with single-digit tokens (numbers are
    spelled digit by digit, so the arithmetic is learnable) and merges learned from the task's own prompts
@@ -333,7 +334,7 @@ def is_complete(out_dir: Path, config: ArithPolicyConfig) -> bool:
 def build_arith_policy(
     out_dir: str | Path | None = None, config: ArithPolicyConfig | None = None, *, show_progress: bool = True
 ) -> Path:
-    """The pre-trained policy's Hugging Face folder: built once (about 4.7 minutes on two cores), then cached."""
+    """The pre-trained policy's Hugging Face folder: built once (about 5 minutes on two cores), then cached."""
     import torch
     from tqdm import tqdm
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.models", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=["smollm2", "arith-policy"],
                         help="smollm2: convert the packaged SmolLM2; arith-policy: pre-train the CPU main job's "
-                             "arithmetic policy (data_prep/arith_policy.py, about 4.7 min on 2 cores)")
+                             "arithmetic policy (data_prep/arith_policy.py, about 5 min on 2 cores)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: under cache/models/)")
     args = parser.parse_args(argv)
     try:

@@ -32,6 +32,13 @@ def compare():
 def _write_run(folder: Path, validation: dict[int, float], all_negative: float, step_s: float, steps: int) -> None:
     logs = folder / "logs"
     logs.mkdir(parents=True)
+    (folder / "rollouts").mkdir()
+    for step in range(1, steps + 1):
+        # verl's rollout dump: step 1 guesses half the time, later steps work every solution
+        outputs = [("1 + 2 = 3\n\\boxed{3}", 1.0), ("1 + 2 = 4\n\\boxed{4}", 0.1)]
+        outputs += [("\\boxed{5}", 0.0)] * 2 if step == 1 else [("1 + 2 = 3\n\\boxed{3}", 1.0)] * 2
+        (folder / "rollouts" / f"{step}.jsonl").write_text(
+            "".join(json.dumps({"output": text, "score": score, "step": step}) + "\n" for text, score in outputs))
     with (logs / "metrics.jsonl").open("w") as out:
         for step in range(steps + 1):
             data = {}
@@ -60,7 +67,7 @@ def test_a_run_is_finished_only_when_its_last_step_was_logged(compare):
     assert not compare.is_finished({30: {"val-core/x": 1.0}}, 30)  # validated, but the step's own record is missing
 
 
-def test_table_reports_mean_and_spread_over_seeds(compare, tmp_path):
+def test_table_reports_mean_and_spread_over_seeds(compare, tmp_path, monkeypatch):
     base = DemoOptions(steps=2)
     runs = compare.plan([0, 1, 2], ablations=False)
     figures = {("grpo", 0): {0: 0.1, 2: 0.2}, ("grpo", 1): {0: 0.1, 2: 0.3}, ("grpo", 2): {0: 0.1, 2: 0.4},
@@ -69,7 +76,14 @@ def test_table_reports_mean_and_spread_over_seeds(compare, tmp_path):
         _write_run(compare.run_options(base, variant, seed, tmp_path).folder, figures[variant.name, seed],
                    all_negative=0.5 if variant.name == "grpo" else 0.25, step_s=2.0 if variant.name == "grpo" else 3.0,
                    steps=2)
-    summary = compare.summarize(compare.load(base, runs, tmp_path))
+    monkeypatch.setattr(compare, "BEHAVIOUR_WINDOW", 1)  # first and last of two steps
+    folders = {}
+    for variant, seed in runs:
+        folders.setdefault(variant.name, []).append(compare.run_options(base, variant, seed, tmp_path).folder)
+    summary = compare.summarize(compare.load(base, runs, tmp_path), folders, steps=2)
+    behaviour = summary["variants"]["sgpo"]["behaviour"]
+    assert behaviour["guess_share/first"] == pytest.approx(0.5) and behaviour["guess_share/last"] == 0.0
+    assert behaviour["worked_accuracy/first"] == pytest.approx(0.5) and behaviour["worked_accuracy/last"] == pytest.approx(0.75)
     final = {name: summary["variants"][name]["validation"][-1] for name in ("grpo", "sgpo")}
     assert final["sgpo"]["step"] == 2 and final["sgpo"]["seeds"] == 3
     assert final["sgpo"]["mean"] == pytest.approx(statistics.fmean([0.5, 0.6, 0.9]))

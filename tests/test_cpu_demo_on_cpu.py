@@ -1,6 +1,7 @@
 """The main job (``bash run_scripts/cpu_demo.sh`` → ``recipe/sgpo/cpu_demo.py``): its options, the trainer
 config it builds (checked by the real preflight), its progress figures, and one real run on the tiny
-policy through verl's trainer with the SGPO reward manager and the rule-based step verifier.
+policy through verl's trainer with the SGPO reward manager and the rule-based step verifier, and one on a
+policy that is right about half the time (mixed groups, where SGPO must be verl's GRPO).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recipe.sgpo.cpu_demo import (
@@ -17,6 +19,7 @@ from recipe.sgpo.cpu_demo import (
     DemoOptions,
     StepRow,
     parse_args,
+    prepare_data,
     render_row,
     trainer_overrides,
     validation_accuracy,
@@ -169,3 +172,45 @@ def check_advantages_follow_graded_values(dump: Path) -> None:
             assert all(m["advantage"] == 0.0 for m in members)  # fewer than 2 values: no fake signal
     assert taught >= 1, "no all-negative group had graded values with spread: the test proves nothing"
     assert any(not row["judged"] for row in rows), "no member without a verdict: the zero rule went untested"
+
+
+@pytest.mark.slow
+def test_main_job_gives_mixed_groups_grpos_advantages(tmp_path, repo_root):
+    # A tiny policy that memorised the 8 training answers and boxes the right one or one more, about half
+    # the time each (tests/cpu_trainer_inputs.py build_coin_policy), so most groups are mixed. The real
+    # reward manager (grader, rendezvous, rule verifier) must leave their wrong members unjudged with
+    # reward 0, and the advantages verl's trainer computed with the sgpo estimator must be verl's own grpo
+    # advantages of the binary outcomes there.
+    import pandas as pd
+    import torch
+    from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
+
+    from cpu_trainer_inputs import build_coin_policy
+
+    run_dir, dump_dir = tmp_path / "run", tmp_path / "advantages"
+    sizes = ["--train-size", "8", "--val-size", "2", "--min-ops", "1", "--max-ops", "1"]
+    train, _ = prepare_data(parse_args(["--model", "tiny", *sizes, "--run-dir", str(run_dir)]))
+    policy = build_coin_policy(tmp_path / "coin", pd.read_parquet(train).to_dict("records"))
+    command = [sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1", *sizes,
+               "--response-length", "16", "--run-dir", str(run_dir), "--",
+               f"actor_rollout_ref.model.path={policy}", f"trainer.sgpo_advantage_dir={dump_dir}"]
+    completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+
+    rows = [json.loads(line) for line in (dump_dir / "1.jsonl").read_text().splitlines()]
+    correct = [row["reward"] >= 1.0 for row in rows]
+    assert [bool(row["acc"]) for row in rows] == correct
+    by_group: dict[str, list[bool]] = {}
+    for row, right in zip(rows, correct):
+        by_group.setdefault(row["uid"], []).append(right)
+    mixed = {uid for uid, outcomes in by_group.items() if any(outcomes) and not all(outcomes)}
+    assert mixed, f"no mixed group in {by_group}: the test proves nothing"
+    for row, right in zip(rows, correct):
+        if row["uid"] in mixed and not right:
+            assert row["reward"] == 0.0 and not row["judge_called"], row  # judged only in all-negative groups
+    grpo, _ = compute_grpo_outcome_advantage(
+        torch.tensor([[float(c)] for c in correct]), torch.ones(len(rows), 1),
+        np.array([row["uid"] for row in rows], dtype=object))
+    for row, expected in zip(rows, grpo[:, 0].tolist()):
+        if any(by_group[row["uid"]]):  # mixed or all-correct groups: plain GRPO
+            assert row["advantage"] == pytest.approx(expected, abs=1e-5), row

@@ -24,7 +24,7 @@ manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_
 ``grpo`` estimator. Anything after ``--`` is passed to the trainer as hydra overrides.
 
 Expected time on 2 cores with the defaults (docs/cpu_training.md): the arithmetic policy's one-time build
-about 4.7 minutes, then about 1.5 minutes of start-up and validation and 3.4-4 s per step; peak memory
+about 5 minutes, then about 1.5 minutes of start-up and validation and 4-7 s per step; peak memory
 (PSS) of the trainer's processes about 5 GiB. SmolLM2: 1.5-3.5 minutes per step, about 15 GiB.
 """
 
@@ -223,7 +223,7 @@ def prepare_policy(options: DemoOptions) -> Path:
         from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR, build_arith_policy, is_complete, ArithPolicyConfig
 
         if not is_complete(DEFAULT_ARITH_POLICY_DIR, ArithPolicyConfig()):
-            print("[sgpo] pre-training the arithmetic policy once (about 4.7 minutes; cached in "
+            print("[sgpo] pre-training the arithmetic policy once (about 5 minutes; cached in "
                   f"{DEFAULT_ARITH_POLICY_DIR})", flush=True)
         return build_arith_policy()
     from data_prep.models import ensure_smollm2
@@ -627,7 +627,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
     parser.add_argument("--judge", choices=("rule", "llm"), default=defaults.judge,
                         help="rule: exact step verifier; llm: SmolLM2 served by a vLLM CPU server")
     parser.add_argument("--model", choices=tuple(MODEL_PROFILES), default=defaults.model,
-                        help="arith: the project's pre-trained arithmetic policy (built once, about 4.7 min); "
+                        help="arith: the project's pre-trained arithmetic policy (built once, about 5 min); "
                              "smollm2: SmolLM2-135M-Instruct; tiny: random weights, smoke runs")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     profile_option("--steps", int, "training steps")

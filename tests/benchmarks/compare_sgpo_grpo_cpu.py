@@ -40,9 +40,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from recipe.sgpo.cpu_demo import DemoOptions, StepRow, parse_args, read_metrics, run, validation_accuracy  # noqa: E402
+from reward.encoding import CORRECT_REWARD  # noqa: E402
 
 #: Steps whose time is left out of the time ratio (the first step pays one-off warm-up).
 WARMUP_STEPS = 1
+#: Training steps averaged at each end of a run for the behaviour figures (guess share, worked accuracy).
+BEHAVIOUR_WINDOW = 5
 #: Validation interval when the command line gives none (the main job's own default validates only twice).
 DEFAULT_VAL_EVERY = 5
 
@@ -104,6 +107,33 @@ def load(base: DemoOptions, runs: list[tuple[Variant, int]], out: Path) -> dict[
     return loaded
 
 
+def rollout_behaviour(rollouts: Path) -> dict[int, dict[str, float | None]]:
+    """Per training step, from verl's rollout dump: the share of responses that are a bare guess (no
+    ``a op b = c`` line) and the accuracy of the others (worked solutions; None when there are none)."""
+    behaviour = {}
+    for file in rollouts.glob("*.jsonl"):
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        worked = [row for row in rows if "=" in row["output"]]
+        if rows:
+            correct = sum(float(row["score"]) >= CORRECT_REWARD for row in worked)
+            behaviour[int(file.stem)] = {"guess_share": 1 - len(worked) / len(rows),
+                                         "worked_accuracy": correct / len(worked) if worked else None}
+    return behaviour
+
+
+def behaviour_summary(folders: list[Path], steps: int) -> dict[str, float | None]:
+    """Guess share and worked-solution accuracy over the first and the last :data:`BEHAVIOUR_WINDOW` steps."""
+    windows = {"first": range(1, BEHAVIOUR_WINDOW + 1), "last": range(steps - BEHAVIOUR_WINDOW + 1, steps + 1)}
+    per_run = [rollout_behaviour(folder / "rollouts") for folder in folders]
+    summary: dict[str, float | None] = {}
+    for window, window_steps in windows.items():
+        for key in ("guess_share", "worked_accuracy"):
+            values = [run[step][key] for run in per_run for step in window_steps
+                      if step in run and run[step][key] is not None]
+            summary[f"{key}/{window}"] = statistics.fmean(values) if values else None
+    return summary
+
+
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (None for fewer than two values)."""
     if not values:
@@ -145,8 +175,11 @@ def training_summary(by_seed: dict[int, dict[int, dict[str, Any]]]) -> dict[str,
     }
 
 
-def summarize(loaded: dict[str, dict[int, dict[int, dict[str, Any]]]]) -> dict[str, Any]:
+def summarize(loaded: dict[str, dict[int, dict[int, dict[str, Any]]]],
+              folders: dict[str, list[Path]] | None = None, steps: int | None = None) -> dict[str, Any]:
+    folders = folders or {}
     variants = {name: {"validation": validation_curve(by_seed), "training": training_summary(by_seed),
+                       "behaviour": behaviour_summary(folders.get(name, []), steps or 0),
                        "rows": {str(seed): [vars(StepRow.from_metrics(step, data)) for step, data in sorted(m.items())]
                                 for seed, m in by_seed.items()}}
                 for name, by_seed in loaded.items()}
@@ -178,13 +211,18 @@ def render_markdown(summary: dict[str, Any], command: str) -> str:
              "| step | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for step in steps:
         lines.append(f"| {step} | " + " | ".join(_pm(curves[n].get(step)) for n in names) + " |")
-    lines += ["", "Training, means over seeds and steps:", "",
-              "| variant | training accuracy | all-negative groups | adv ≠ 0 in all-negative groups | s/step |",
-              "|---|---:|---:|---:|---:|"]
+    window = BEHAVIOUR_WINDOW
+    lines += ["", "Training, means over seeds and steps; then what the rollouts show (verl's rollout dump), first "
+              f"{window} steps → last {window}:", "",
+              "| variant | training accuracy | all-negative groups | adv ≠ 0 in all-negative groups | s/step "
+              "| bare guesses | accuracy of worked solutions |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for name in names:
-        t = variants[name]["training"]
+        t, b = variants[name]["training"], variants[name]["behaviour"]
         step_s = "-" if t["step_s"] is None else f"{t['step_s']:.1f}"
-        lines.append(f"| {name} | {_pct(t['accuracy'])} | {_pct(t['all_negative_share'])} | {_pct(t['taught_share'])} | {step_s} |")
+        lines.append(f"| {name} | {_pct(t['accuracy'])} | {_pct(t['all_negative_share'])} | {_pct(t['taught_share'])} "
+                     f"| {step_s} | {_pct(b.get('guess_share/first'))} → {_pct(b.get('guess_share/last'))} "
+                     f"| {_pct(b.get('worked_accuracy/first'))} → {_pct(b.get('worked_accuracy/last'))} |")
     ratio = summary["time_ratio"]
     lines += ["", f"SGPO/GRPO seconds per step (after the first {summary['warmup_steps_excluded']} step): "
               + ("-" if ratio is None else f"**{ratio:.2f}**") + "."]
@@ -246,8 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load(base, runs, known.out)
     if BASELINE.name not in loaded or SGPO.name not in loaded:
         raise SystemExit(f"[compare] no GRPO and SGPO runs under {known.out}; run without --summarize-only")
-    summary = summarize(loaded)
+    folders: dict[str, list[Path]] = {}
+    for variant, seed in runs:
+        folders.setdefault(variant.name, []).append(run_options(base, variant, seed, known.out).folder)
+    summary = summarize(loaded, folders, base.steps)
     command = "python tests/benchmarks/compare_sgpo_grpo_cpu.py " + " ".join(argv)
+    previous = known.out / "results.json"
+    if known.summarize_only and previous.exists():  # the table names the command that made the runs
+        command = json.loads(previous.read_text()).get("command", command)
     (known.out / "results.json").write_text(json.dumps({"command": command.strip(), **summary}, indent=2))
     markdown = render_markdown(summary, command.strip())
     (known.out / "results.md").write_text(markdown)
