@@ -538,7 +538,7 @@ def summarize(options: DemoOptions, result: TrainerRun) -> str:
     if before is not None or after is not None:
         change = ""
         if before is not None and after is not None:
-            change = f" ({100 * (after - before):+.1f} points; one run: compare seeds with tests/benchmarks/compare_sgpo_grpo_cpu.py)"
+            change = f" ({100 * (after - before):+.1f} points in one run; the spread over seeds: docs/cpu_training.md)"
         lines.append(f"       validation accuracy: {_fmt(before, 'pct')} before, {_fmt(after, 'pct')} after{change}")
     checkpoints = options.folder / "checkpoints"
     latest = checkpoints / "latest_checkpointed_iteration.txt"
