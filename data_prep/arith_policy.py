@@ -216,11 +216,36 @@ def encode_example(tokenizer, problem: ArithProblem, solution: str) -> tuple[lis
     The prompt is tokenized the way verl's agent loop does it (``apply_chat_template`` with the generation
     prompt), so the policy is trained on exactly the token sequences it will see during RL.
     """
-    prompt_ids = tokenizer.apply_chat_template(
-        prompt_messages(problem), add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+    return encode_chat_example(tokenizer, prompt_messages(problem), solution)
+
+
+def encode_chat_example(tokenizer, messages: list[dict[str, str]], solution: str) -> tuple[list[int], list[int]]:
+    """:func:`encode_example` for any chat prompt (e.g. a parquet row's ``prompt``)."""
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     response_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return list(prompt_ids) + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
+
+
+def new_policy_model(tokenizer, config: ArithPolicyConfig):
+    """A freshly initialised Qwen2-shaped causal LM of ``config``'s shape for ``tokenizer`` (tied embeddings, float32)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_attention_heads, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32", attn_implementation="sdpa",
+    ))
+
+
+def save_policy(model, tokenizer, folder: Path) -> None:
+    """The Hugging Face folder verl loads: weights, tokenizer, and a generation config that stops at the eos."""
+    from transformers import GenerationConfig
+
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(folder)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -337,7 +362,6 @@ def build_arith_policy(
     """The pre-trained policy's Hugging Face folder: built once (about 5 minutes on two cores), then cached."""
     import torch
     from tqdm import tqdm
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     config = config or ArithPolicyConfig()
     out_dir = Path(out_dir or DEFAULT_ARITH_POLICY_DIR)
@@ -357,13 +381,7 @@ def build_arith_policy(
         guesses = random.Random(f"{config.seed}:guesses")
         habit_examples = [encode_example(tokenizer, p, slipped_solution(p, guesses, config, config.guess_rate))
                           for p in habit_problems]
-        model = Qwen2ForCausalLM(Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-            num_key_value_heads=config.num_attention_heads, max_position_embeddings=512, tie_word_embeddings=True,
-            bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            torch_dtype="float32", attn_implementation="sdpa",
-        ))
+        model = new_policy_model(tokenizer, config)
         bar = tqdm(total=config.train_steps + config.habit_steps, desc="pre-training the arithmetic policy", unit="step",
                    disable=not show_progress or None, mininterval=2.0)
 
@@ -383,9 +401,7 @@ def build_arith_policy(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(staging)
+        save_policy(model, tokenizer, staging)
         report = {
             "settings": settings_of(config),
             "parameters": sum(p.numel() for p in model.parameters()),

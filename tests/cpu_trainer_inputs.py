@@ -89,31 +89,21 @@ def build_coin_policy(out_dir: Path, rows: list[dict], steps: int = 300, seed: i
     """A tiny policy that has memorised the answers of ``rows`` and boxes, for each, the right answer or
     the answer plus one, about half the time each: groups of such responses are mostly mixed (some
     members right, some wrong), the case where SGPO must equal GRPO. Built with the arithmetic policy's
-    tokenizer and training loop (data_prep/arith_policy.py) in a few seconds."""
+    tokenizer, model and training loop (data_prep/arith_policy.py) in a few seconds."""
     import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from data_prep.arith_policy import ArithPolicyConfig, build_tokenizer, pretrain, render_chatml
+    from data_prep.arith_policy import (ArithPolicyConfig, build_tokenizer, encode_chat_example, new_policy_model,
+                                        pretrain, render_chatml, save_policy)
 
     prompts = [list(row["prompt"]) for row in rows]
     answers = [int(row["reward_model"]["ground_truth"]) for row in rows]
     tokenizer = build_tokenizer([render_chatml(p) for p in prompts] + ["\\boxed{12}"], vocab_size=320)
-    examples = []
-    for prompt, answer in zip(prompts, answers):
-        prompt_ids = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                        return_dict=False))
-        for boxed in (answer, answer + 1):
-            response = tokenizer(f"\\boxed{{{boxed}}}", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            examples.append((prompt_ids + response, [-100] * len(prompt_ids) + response))
+    examples = [encode_chat_example(tokenizer, prompt, f"\\boxed{{{boxed}}}")
+                for prompt, answer in zip(prompts, answers) for boxed in (answer, answer + 1)]
+    settings = ArithPolicyConfig(seed=seed, train_steps=steps, warmup_steps=10, batch_size=16, lr=3e-3, hidden_size=64,
+                                 intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
-    settings = ArithPolicyConfig(seed=seed, train_steps=steps, warmup_steps=10, batch_size=16, lr=3e-3)
+    model = new_policy_model(tokenizer, settings)
     pretrain(model, tokenizer, examples, settings, lambda step, loss: None)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id).save_pretrained(out_dir)
+    save_policy(model, tokenizer, out_dir)
     return out_dir

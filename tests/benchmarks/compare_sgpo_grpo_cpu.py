@@ -41,6 +41,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from recipe.sgpo.cpu_demo import DemoOptions, StepRow, parse_args, read_metrics, run, validation_accuracy  # noqa: E402
 from reward.encoding import CORRECT_REWARD  # noqa: E402
+from reward.judge.backends.rule import equations  # noqa: E402
 
 #: Steps whose time is left out of the time ratio (the first step pays one-off warm-up).
 WARMUP_STEPS = 1
@@ -113,7 +114,7 @@ def rollout_behaviour(rollouts: Path) -> dict[int, dict[str, float | None]]:
     behaviour = {}
     for file in rollouts.glob("*.jsonl"):
         rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-        worked = [row for row in rows if "=" in row["output"]]
+        worked = [row for row in rows if any(equations(line) for line in row["output"].splitlines())]
         if rows:
             correct = sum(float(row["score"]) >= CORRECT_REWARD for row in worked)
             behaviour[int(file.stem)] = {"guess_share": 1 - len(worked) / len(rows),
@@ -146,7 +147,7 @@ def validation_curve(by_seed: dict[int, dict[int, dict[str, Any]]]) -> list[dict
     per_step: dict[int, list[float]] = {}
     for metrics in by_seed.values():
         for step, data in metrics.items():
-            accuracy = validation_accuracy({k: v for k, v in data.items() if k.startswith("val-")})
+            accuracy = validation_accuracy(StepRow.from_metrics(step, data).validation)
             if accuracy is not None:
                 per_step.setdefault(step, []).append(float(accuracy))
     curve = []
