@@ -200,14 +200,7 @@ class SGPORewardManager(RewardManagerBase):
         return state
 
     async def _call_judge(self, trajectory: Trajectory) -> Verdict:
-        request = JudgeRequest(
-            problem=trajectory.problem,
-            reference_answer=trajectory.ground_truth or "",
-            response=trajectory.response,
-            reference_solution=trajectory.reference_solution,
-            finished=trajectory.finished,
-        )
-        return await self._judge.judge(request)
+        return await self._judge.judge(judge_request(trajectory))
 
     def _group_rendezvous(self) -> Any:
         if self._rendezvous is None:
@@ -224,22 +217,12 @@ class SGPORewardManager(RewardManagerBase):
             None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
         )
         fields = item.non_tensor_batch
-        reward_model = fields.get("reward_model") or {}
-        ground_truth = reward_model.get("ground_truth") if hasattr(reward_model, "get") else None
         extra_info = fields.get("extra_info") or {}
-        split = extra_info.get("split") if hasattr(extra_info, "get") else None
-        if split is None and not self._warned_missing_split:
+        if _field(extra_info, "split") is None and not self._warned_missing_split:
             self._warned_missing_split = True
             logger.warning("sgpo reward: rows without extra_info.split are treated as training rows (judged)")
-        uid, member = fields.get("uid"), fields.get("session_id")  # session_id: index in the group (V1)
-        return Trajectory(
-            response=response,
-            ground_truth=None if ground_truth is None else str(ground_truth),
-            problem=str(extra_info.get("problem") or _last_user_message(fields.get("raw_prompt"))),
-            reference_solution=extra_info.get("reference_solution") or None,
-            uid=None if uid is None else str(uid),
-            member=None if member is None else str(member),
-            is_training=split is None or str(split) in self.settings.train_splits,
+        return trajectory_from_row(
+            response, fields, self.settings.train_splits,
             # verl stops generation at response_length tokens; a response that long never ended on its own
             finished=self.response_length is None or valid_length < int(self.response_length),
         )
@@ -251,32 +234,82 @@ class SGPORewardManager(RewardManagerBase):
         outcome: JudgeOutcome,
         malformed: bool = False,
     ) -> dict:
-        verdict, group_state = outcome.verdict, outcome.group_state
-        correct = bool(grade and grade.correct)
-        judged = bool(verdict and verdict.judged)
-        graded_value = verdict.graded_value if judged else None
-        reward = encode_reward(correct, graded_value, self.settings.reward_band)
-        extra = {
-            "acc": 1.0 if correct else 0.0,
-            "pred": (grade.extracted_answer or "") if grade else "",
-            "grade_timeout": int(bool(grade and grade.timed_out)),
-            "truncated": int(not trajectory.finished),
-            "malformed_row": int(malformed),
-            "group_state": group_state,
-            "judge_called": int(verdict is not None),
-            "judged": int(judged),
-            "judge_failed": int(verdict is not None and not verdict.judged and not verdict.no_signal),
-            "judge_no_signal": int(bool(verdict and verdict.no_signal)),
-            "judge_timeout": int(bool(verdict and verdict.timed_out)),
-            "judge_parse_error": int(bool(verdict and verdict.parse_failed)),
-            "first_error_step": verdict.first_error_step if judged else None,
-            "num_steps": verdict.num_steps if judged else 0,
-            "rts": verdict.rts if judged else None,
-            "graded_value": graded_value,
-            "judge_latency_s": float(verdict.latency_s) if verdict else 0.0,
-            "judge_wasted": int(outcome.wasted),
-        }
-        return {"reward_score": reward, "reward_extra_info": extra}
+        return reward_result(trajectory, grade, outcome, self.settings.reward_band, malformed=malformed)
+
+
+def trajectory_from_row(response: str, fields: Any, train_splits: Any, finished: bool) -> Trajectory:
+    """A :class:`Trajectory` from a response's decoded text and its dataset row's fields (``reward_model``,
+    ``extra_info``, ``raw_prompt``, and verl's ``uid`` and ``session_id`` when present)."""
+    reward_model = fields.get("reward_model") or {}
+    ground_truth = _field(reward_model, "ground_truth")
+    extra_info = fields.get("extra_info") or {}
+    split = _field(extra_info, "split")
+    uid, member = fields.get("uid"), fields.get("session_id")  # session_id: index in the group (V1)
+    return Trajectory(
+        response=response,
+        ground_truth=None if ground_truth is None else str(ground_truth),
+        problem=str(_field(extra_info, "problem") or _last_user_message(fields.get("raw_prompt"))),
+        reference_solution=_field(extra_info, "reference_solution") or None,
+        uid=None if uid is None else str(uid),
+        member=None if member is None else str(member),
+        is_training=split is None or str(split) in train_splits,
+        finished=finished,
+    )
+
+
+def _field(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+def judge_request(trajectory: Trajectory) -> JudgeRequest:
+    """What the step-wise judge is asked about one trajectory (online and offline alike)."""
+    return JudgeRequest(
+        problem=trajectory.problem,
+        reference_answer=trajectory.ground_truth or "",
+        response=trajectory.response,
+        reference_solution=trajectory.reference_solution,
+        finished=trajectory.finished,
+    )
+
+
+def reward_result(
+    trajectory: Trajectory,
+    grade: GradeResult | None,
+    outcome: JudgeOutcome,
+    reward_band: float,
+    malformed: bool = False,
+) -> dict:
+    """verl's reward-loop result for one trajectory: the encoded reward and :data:`EXTRA_INFO_KEYS`.
+
+    ``reward_score = encode_reward(correct, g, c)`` (reward/encoding.py): 1 when correct, ``c · g`` when
+    judged wrong, 0 when wrong and not judged. Offline SGPO (recipe/sgpo/offline) stores exactly this dict.
+    """
+    verdict, group_state = outcome.verdict, outcome.group_state
+    correct = bool(grade and grade.correct)
+    judged = bool(verdict and verdict.judged)
+    graded_value = verdict.graded_value if judged else None
+    reward = encode_reward(correct, graded_value, reward_band)
+    extra = {
+        "acc": 1.0 if correct else 0.0,
+        "pred": (grade.extracted_answer or "") if grade else "",
+        "grade_timeout": int(bool(grade and grade.timed_out)),
+        "truncated": int(not trajectory.finished),
+        "malformed_row": int(malformed),
+        "group_state": group_state,
+        "judge_called": int(verdict is not None),
+        "judged": int(judged),
+        "judge_failed": int(verdict is not None and not verdict.judged and not verdict.no_signal),
+        "judge_no_signal": int(bool(verdict and verdict.no_signal)),
+        "judge_timeout": int(bool(verdict and verdict.timed_out)),
+        "judge_parse_error": int(bool(verdict and verdict.parse_failed)),
+        "first_error_step": verdict.first_error_step if judged else None,
+        "num_steps": verdict.num_steps if judged else 0,
+        "rts": verdict.rts if judged else None,
+        "graded_value": graded_value,
+        "judge_latency_s": float(verdict.latency_s) if verdict else 0.0,
+        "judge_wasted": int(outcome.wasted),
+    }
+    return {"reward_score": reward, "reward_extra_info": extra}
 
 
 async def _discard(call: asyncio.Future) -> None:

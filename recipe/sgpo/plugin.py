@@ -36,6 +36,8 @@ def register() -> None:
     # Last: importing verl's V1 trainers resolves verl's platform, which the CPU backend must precede.
     import recipe.sgpo.trainer  # noqa: F401  registers trainer.v1.trainer_mode=sgpo_sync (the async modes, sgpo_cpu_sync)
 
+    import recipe.sgpo.offline.agent_loops  # noqa: F401  registers agent loops sgpo_record and sgpo_offline (offline SGPO)
+
 
 try:
     register()

@@ -198,8 +198,30 @@ def run_checks(config: Any) -> PreflightReport:
     _check(report, "token budgets hold the longest sequence", lambda: check_token_budgets(config))
     _check(report, "policy context holds prompt + response", lambda: check_context_length(config))
     _check(report, "offloading leaves vLLM the freed memory", lambda: check_offload_feeds_rollout(config))
+    if (config.get("sgpo_offline") or {}).get("set_dir"):
+        _check(report, "offline set matches the run (sgpo_offline.set_dir)", lambda: check_offline_set(config))
     _check_gpu_modules(report, config)
     return report
+
+
+def check_offline_set(config: Any) -> None:
+    """Raise when the offline set cannot be trained on with this config (recipe/sgpo/offline/store.py)."""
+    from transformers import AutoTokenizer
+
+    from recipe.sgpo.offline.store import training_problems
+
+    tokenizer = AutoTokenizer.from_pretrained(str(config.actor_rollout_ref.model.path))
+    train_files = config.data.train_files
+    problems = training_problems(
+        Path(str(config.sgpo_offline.set_dir)),
+        group_size=int(config.actor_rollout_ref.rollout.n),
+        tokenizer=tokenizer,
+        prompt_length=int(config.data.max_prompt_length),
+        response_length=int(config.data.max_response_length),
+        train_files=[train_files] if isinstance(train_files, str) else list(train_files),
+    )
+    if problems:
+        raise ValueError("\n".join(problems))
 
 
 def _check_gpu_modules(report: PreflightReport, config: Any, cuda_available: bool | None = None) -> None:

@@ -16,6 +16,7 @@ A failure while computing these metrics is logged and never stops training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -52,7 +53,9 @@ class SGPOMetricsMixin:
         from recipe.sgpo.config import SGPOConfig
         from recipe.sgpo.metrics import all_negative_advantage_metrics, sgpo_step_metrics
 
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=METRIC_FIELDS)
+        dump_dir = self.config.trainer.get(ADVANTAGE_DIR_KEY)
+        fields = METRIC_FIELDS + (DUMP_TOKEN_FIELDS if dump_dir else [])
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
         keep = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         # Non-tensor fields come back as a list subclass, a NonTensorStack or an array depending on the
         # TransferQueue backend; list(...) normalises all of them (as verl's own trainer does).
@@ -65,9 +68,9 @@ class SGPOMetricsMixin:
         first = mask.float().argmax(dim=-1, keepdim=True)
         advantages = (data["advantages"].to_padded_tensor(0.0).gather(1, first).squeeze(1) * mask.any(-1))[keep]
         settings = SGPOConfig.from_algorithm_config(self.config.algorithm)
-        dump_dir = self.config.trainer.get(ADVANTAGE_DIR_KEY)
         if dump_dir:
-            write_advantage_dump(Path(dump_dir) / f"{self.global_steps}.jsonl", uids, scores, infos, advantages)
+            digests = [token_digests(data["prompts"], i, data["responses"]) for i in keep]
+            write_advantage_dump(Path(dump_dir) / f"{self.global_steps}.jsonl", uids, scores, infos, advantages, digests)
         return {
             **sgpo_step_metrics(uids, scores, infos, settings),
             **all_negative_advantage_metrics(uids, scores, advantages),
@@ -81,13 +84,38 @@ ADVANTAGE_DUMP_FIELDS = ("acc", "judged", "judge_called", "graded_value", "first
                          "group_state", "truncated")
 
 
-def write_advantage_dump(path: Path, uids: list[str], scores: Any, infos: list[dict], advantages: Any) -> None:
-    """One JSON line per response: ``uid``, encoded ``reward``, ``advantage`` and :data:`ADVANTAGE_DUMP_FIELDS`."""
+#: TransferQueue fields read only for the dump: the token ids trained on (as digests).
+DUMP_TOKEN_FIELDS = ["prompts", "responses"]
+
+
+def ids_digest(ids: Any) -> str:
+    """sha256 of a token-id sequence (its decimal ids joined by commas): equal digests, equal sequences."""
+    return hashlib.sha256(",".join(str(int(i)) for i in ids).encode()).hexdigest()
+
+
+def token_digests(prompts: Any, index: int, responses: Any) -> tuple[str, str]:
+    """Digests of row ``index``'s prompt and response ids as TransferQueue holds them (one unpadded
+    tensor per row: verl stores each trajectory at its own length)."""
+    return ids_digest(_row_tensor(prompts, index).tolist()), ids_digest(_row_tensor(responses, index).tolist())
+
+
+def _row_tensor(field: Any, index: int) -> Any:
+    if getattr(field, "is_nested", False):
+        return field.unbind()[index]
+    return field[index]
+
+
+def write_advantage_dump(path: Path, uids: list[str], scores: Any, infos: list[dict], advantages: Any,
+                         digests: list[tuple[str, str]] | None = None) -> None:
+    """One JSON line per response: ``uid``, encoded ``reward``, ``advantage``, :data:`ADVANTAGE_DUMP_FIELDS`
+    and, when given, ``prompt_sha256`` / ``response_sha256`` of the token ids trained on (:func:`ids_digest`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
-        for uid, score, info, advantage in zip(uids, scores.tolist(), infos, advantages.tolist()):
+        for i, (uid, score, info, advantage) in enumerate(zip(uids, scores.tolist(), infos, advantages.tolist())):
             row = {"uid": uid, "reward": score, "advantage": advantage}
             row.update({key: info.get(key) for key in ADVANTAGE_DUMP_FIELDS})
+            if digests is not None:
+                row["prompt_sha256"], row["response_sha256"] = digests[i]
             out.write(json.dumps(row) + "\n")
 
 

@@ -209,9 +209,14 @@ def trainer_overrides(options: EvalOptions, model_path: str, benchmark: Benchmar
 
 
 def trainer_env(options: EvalOptions) -> dict[str, str]:
+    return platform_env(options.platform)
+
+
+def platform_env(platform: str) -> dict[str, str]:
+    """The environment of a trainer launch on ``platform`` (``gpu`` or ``cpu``) from this checkout."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    if options.platform == "cpu":
+    if platform == "cpu":
         # As recipe/sgpo/cpu_demo.py: the CPU rollout's Ray actor imports recipe.cpu_backend itself; the
         # plugin variable on top re-enters that import half-way (a circular ImportError in the actor).
         env.update(VERL_PLATFORM="cpu", RAY_USAGE_STATS_ENABLED="0", TOKENIZERS_PARALLELISM="false")

@@ -1,0 +1,299 @@
+"""Generate n responses per training prompt once, through verl's own rollout, resumably.
+
+Every setting comes from the training config (``sgpo_trainer.yaml`` plus the hydra overrides given), so a set
+is sampled exactly as an online run of that config would sample its rollouts:
+
+=================================  =====================================================================
+stored as                          read from
+=================================  =====================================================================
+model, tokenizer                   ``actor_rollout_ref.model.path``
+n (group size)                     ``actor_rollout_ref.rollout.n``
+temperature / top_p / top_k        ``actor_rollout_ref.rollout.{temperature,top_p,top_k}``
+seed                               ``actor_rollout_ref.rollout.seed``
+prompt / response token limits     ``data.max_prompt_length`` / ``data.max_response_length``
+=================================  =====================================================================
+
+Each launch is ``python -m verl.trainer.main_ppo`` with ``trainer.val_only=True``: verl's validation
+generates ``val_kwargs.n`` (= n) samples per row with the training sampling settings, through vLLM servers
+on GPUs or the transformers rollout with ``--platform cpu`` (the same code path), and the ``sgpo_record``
+agent loop appends each member's prompt ids, response ids and sampling log-probs to the launch's folder.
+A re-run generates only the rows without a complete group, and the set is complete when every row has n
+members. Prompts longer than ``data.max_prompt_length`` are left out up front and listed in the manifest
+(verl's ``data.filter_overlong_prompts`` would drop them the same way in online training).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from data_prep.schema import ROW_SCHEMA
+from data_prep.sources import sha256_of
+from recipe.sgpo.offline import store
+from recipe.sgpo.offline.store import OfflineSetError
+from reward.settings_base import config_get
+
+#: Overlong rows named in the manifest's summary line.
+ROWS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What determines a set's responses (all read from the composed training config)."""
+
+    model: str
+    n: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    max_prompt_length: int
+    max_response_length: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> "GenerationSettings":
+        rollout = ("actor_rollout_ref", "rollout")
+        return cls(
+            model=str(config_get(config, "actor_rollout_ref", "model", "path")),
+            n=int(config_get(config, *rollout, "n")),
+            temperature=float(config_get(config, *rollout, "temperature")),
+            top_p=float(config_get(config, *rollout, "top_p")),
+            top_k=int(config_get(config, *rollout, "top_k")),
+            seed=int(config_get(config, *rollout, "seed")),
+            max_prompt_length=int(config_get(config, "data", "max_prompt_length")),
+            max_response_length=int(config_get(config, "data", "max_response_length")),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def platform_overrides(platform: str) -> list[str]:
+    """Overrides that select the platform; they come before the user's."""
+    if platform == "cpu":
+        return ["+platform=cpu"]
+    if platform == "gpu":
+        return ["actor_rollout_ref.rollout.name=vllm"]
+    raise OfflineSetError(f"--platform {platform!r}: expected gpu or cpu")
+
+
+def compose(platform: str, overrides: Sequence[str]) -> Any:
+    from recipe.sgpo.preflight import compose_config
+
+    return compose_config([*platform_overrides(platform), *overrides])
+
+
+def check_source(path: Path) -> Path:
+    """A data_prep training parquet (our row schema); anything else is refused with the fix."""
+    path = Path(path).resolve()
+    fix = "write training data with `python -m data_prep write <dataset> --out data/<root>`"
+    if not path.is_file():
+        raise OfflineSetError(f"--data {path}: no such file; {fix}")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises several types for a non-parquet file
+        raise OfflineSetError(f"--data {path}: not a parquet file ({error}); {fix}") from None
+    if not schema.remove_metadata().equals(ROW_SCHEMA):
+        raise OfflineSetError(f"--data {path}: not our row schema (data_prep/schema.py); {fix}")
+    return path
+
+
+def prompt_token_counts(tokenizer: Any, prompts: list[Any]) -> list[int]:
+    """Tokens of each prompt as verl counts them (the chat template with the generation prompt)."""
+    from verl.utils.tokenizer import normalize_token_ids
+
+    return [len(normalize_token_ids(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)))
+            for p in prompts]
+
+
+def build_manifest(source: Path, settings: GenerationSettings, tokenizer: Any, rows: int,
+                   overlong: list[int], platform: str) -> dict[str, Any]:
+    from recipe.sgpo.eval.run import package_versions
+
+    return {
+        "format_version": store.FORMAT_VERSION,
+        "source": {"file": str(source), "sha256": sha256_of(source)},
+        **settings.as_dict(),
+        "tokenizer_fingerprint": store.tokenizer_fingerprint(tokenizer),
+        "platform": platform,
+        "rows": rows,
+        "overlong_rows": overlong,
+        "versions": package_versions(),
+    }
+
+
+def _same_protocol(previous: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+    """Keys that decide the responses and differ (lengths and versions are outputs or informational)."""
+    ignored = {"lengths", "versions", "complete"}
+    return sorted(k for k in set(previous) | set(manifest) if k not in ignored and previous.get(k) != manifest.get(k))
+
+
+def prepare(set_dir: Path, source: Path, settings: GenerationSettings, platform: str) -> dict[str, Any]:
+    """Write (or check, when resuming) manifest.json and prompts.parquet; returns the manifest."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(settings.model)
+    table = pq.read_table(source)
+    counts = prompt_token_counts(tokenizer, table.column("prompt").to_pylist())
+    overlong = [row for row, count in enumerate(counts) if count > settings.max_prompt_length]
+    manifest = build_manifest(source, settings, tokenizer, table.num_rows - len(overlong), overlong, platform)
+    manifest_path = set_dir / store.MANIFEST_NAME
+    if manifest_path.is_file():
+        previous = json.loads(manifest_path.read_text())
+        changed = _same_protocol(previous, manifest)
+        if changed:
+            raise OfflineSetError(f"{manifest_path}: this set was generated with other settings (differs in {changed}); "
+                                  "give a new --out, or delete the folder to start over")
+        return previous
+    if not manifest["rows"]:
+        raise OfflineSetError(f"--data {source}: all {table.num_rows} prompts are longer than data.max_prompt_length="
+                              f"{settings.max_prompt_length}; raise it")
+    left_out = set(overlong)
+    keep = [row for row in range(table.num_rows) if row not in left_out]
+    kept = table.take(pa.array(keep, pa.int64()))
+    kept = kept.append_column(store.ROW_COLUMN, pa.array(range(kept.num_rows), pa.int64()))
+    kept = kept.append_column(store.AGENT_COLUMN, pa.array([store.RECORD_AGENT] * kept.num_rows, pa.string()))
+    set_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(kept, set_dir / store.PROMPTS_NAME)
+    store.write_json(manifest_path, manifest)
+    return manifest
+
+
+def read_records(set_dir: Path, n: int) -> dict[int, list[dict[str, Any]]]:
+    """Complete groups recorded so far: offline_row → its n members in member order.
+
+    Launches are read in order and the first complete group of a row wins, so members of a group always
+    come from one launch (a group interrupted half-way is generated again, whole). A torn last line (a
+    process killed mid-write) is skipped.
+    """
+    groups: dict[int, list[dict[str, Any]]] = {}
+    generation = set_dir / store.GENERATION_DIR
+    launches = sorted(generation.glob("launch-*"), key=lambda p: int(p.name.split("-")[1])) if generation.is_dir() else []
+    for launch in launches:
+        members: dict[int, dict[int, dict[str, Any]]] = {}
+        for path in sorted(launch.glob("records-*.jsonl")):
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                members.setdefault(record[store.ROW_COLUMN], {}).setdefault(record["member"], record)
+        for row, by_member in members.items():
+            if row not in groups and set(by_member) == set(range(n)):
+                groups[row] = [by_member[m] for m in range(n)]
+    return groups
+
+
+def pending_rows(set_dir: Path, manifest: dict[str, Any]) -> list[int]:
+    done = read_records(set_dir, int(manifest["n"]))
+    return [row for row in range(int(manifest["rows"])) if row not in done]
+
+
+def launch_overrides(platform: str, overrides: Sequence[str], settings: GenerationSettings, prompts: Path,
+                     record_dir: Path) -> list[str]:
+    """One generation launch: verl's validation of ``prompts`` with the training sampling, recorded."""
+    return [
+        *platform_overrides(platform),
+        *overrides,
+        # verl builds a training dataloader even for val_only; the same rows serve (never trained on).
+        f"data.train_files={prompts}",
+        f"data.val_files={prompts}",
+        # overlong prompts were left out (and listed) already; one left would be a bug, not a drop
+        "data.filter_overlong_prompts=False",
+        f"actor_rollout_ref.rollout.val_kwargs.n={settings.n}",
+        "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
+        f"actor_rollout_ref.rollout.val_kwargs.temperature={settings.temperature}",
+        f"actor_rollout_ref.rollout.val_kwargs.top_p={settings.top_p}",
+        f"actor_rollout_ref.rollout.val_kwargs.top_k={settings.top_k}",
+        # the sampling log-probs, for verl's rollout correction at training time
+        "actor_rollout_ref.rollout.calculate_log_probs=True",
+        "trainer.val_only=True",
+        "trainer.val_before_train=True",
+        "trainer.resume_mode=disable",
+        "trainer.logger=[console]",
+        "reward.sgpo.judge_scope=off",  # validation is graded, never judged; judging is the judge command's
+        f"sgpo_offline.record_dir={record_dir}",
+    ]
+
+
+def run_launch(set_dir: Path, platform: str, overrides: Sequence[str], settings: GenerationSettings,
+               rows: list[int]) -> Path:
+    """Generate ``rows`` in one val-only trainer launch; returns the launch folder."""
+    from recipe.sgpo.eval.run import platform_env, trainer_command
+
+    generation = set_dir / store.GENERATION_DIR
+    generation.mkdir(exist_ok=True)
+    launch = generation / f"launch-{len(list(generation.glob('launch-*')))}"
+    launch.mkdir()
+    prompts = pq.read_table(set_dir / store.PROMPTS_NAME)
+    chunk = prompts.filter(pc.is_in(prompts.column(store.ROW_COLUMN), pa.array(rows, pa.int64())))
+    chunk_path = launch / store.PROMPTS_NAME
+    pq.write_table(chunk, chunk_path)
+    command = trainer_command(launch_overrides(platform, overrides, settings, chunk_path, launch))
+    (launch / "command.json").write_text(json.dumps(command, indent=1))
+    with (launch / "trainer.log").open("w") as log:
+        status = subprocess.run(command, cwd=str(Path(__file__).resolve().parents[3]), env=platform_env(platform),
+                                stdout=log, stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        raise RuntimeError(f"generation launch failed (exit {status}); log: {launch / 'trainer.log'}. "
+                           "Run the same command again to go on from the complete groups")
+    return launch
+
+
+def finish(set_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write responses.arrow from the complete groups and the stored lengths into the manifest."""
+    n = int(manifest["n"])
+    groups = read_records(set_dir, n)
+    members = [member for row in sorted(groups) for member in groups[row]]
+    table = pa.Table.from_pylist(members, schema=store.RESPONSES_SCHEMA)
+    store.write_arrow(set_dir / store.RESPONSES_NAME, table)
+    manifest = dict(manifest)
+    manifest["lengths"] = {
+        "max_prompt_ids": max(len(m["prompt_ids"]) for m in members),
+        "max_response_ids": max(len(m["response_ids"]) for m in members),
+        "mean_response_ids": sum(len(m["response_ids"]) for m in members) / len(members),
+    }
+    manifest["has_logprobs"] = all(m["response_logprobs"] is not None for m in members)
+    manifest["complete"] = True
+    store.write_json(set_dir / store.MANIFEST_NAME, manifest)
+    return manifest
+
+
+def generate(set_dir: Path, source: Path, platform: str, overrides: Sequence[str], max_launches: int = 3,
+             dry_run: bool = False) -> dict[str, Any] | list[str]:
+    """Generate until every row has n members (at most ``max_launches`` launches); returns the manifest.
+
+    With ``dry_run``, checks every input and returns the first launch's command without running it.
+    """
+    from recipe.sgpo.eval.run import trainer_command
+
+    set_dir = Path(set_dir).resolve()
+    source = check_source(source)
+    settings = GenerationSettings.from_config(compose(platform, overrides))
+    if dry_run:
+        return trainer_command(launch_overrides(platform, overrides, settings, set_dir / store.PROMPTS_NAME,
+                                                set_dir / store.GENERATION_DIR / "launch-0"))
+    manifest = prepare(set_dir, source, settings, platform)
+    if manifest["overlong_rows"]:
+        shown = ", ".join(map(str, manifest["overlong_rows"][:ROWS_SHOWN]))
+        print(f"[sgpo-offline] {len(manifest['overlong_rows'])} prompts longer than data.max_prompt_length="
+              f"{settings.max_prompt_length} left out (source rows {shown}...; all in manifest.json overlong_rows)")
+    for _ in range(max_launches):
+        rows = pending_rows(set_dir, manifest)
+        if not rows:
+            break
+        print(f"[sgpo-offline] generating {len(rows)} of {manifest['rows']} prompts x n={settings.n} ...", flush=True)
+        launch = run_launch(set_dir, platform, overrides, settings, rows)
+        print(f"[sgpo-offline] launch {launch.name} done", flush=True)
+    missing = pending_rows(set_dir, manifest)
+    if missing:
+        raise RuntimeError(f"{len(missing)} prompts still lack a complete group after {max_launches} launches "
+                           f"(first: offline_row {missing[:ROWS_SHOWN]}); see {set_dir / store.GENERATION_DIR}/*/trainer.log")
+    return finish(set_dir, manifest)

@@ -1,0 +1,357 @@
+"""Offline SGPO (recipe/sgpo/offline): a set generated once, graded and judged once with the online reward
+manager's grader, judge and rules, then trained on through verl's trainer with the ``sgpo_offline`` agent loop.
+
+The fast tests build sets from written responses (the real tokenizer of the tiny policy, the real grader,
+the real rule verifier) and check the judge rules, resumption, the statistics and every refusal. The slow
+test runs the whole chain as a user would: generate with verl's CPU rollout, judge, train 2 steps, and checks
+that the trainer trained on exactly the stored token ids with the sgpo estimator's advantages of the stored
+rewards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from data_prep.arith import ArithConfig, generate as arith_rows
+from recipe.sgpo.offline import store
+from recipe.sgpo.offline.generate import GenerationSettings, finish, pending_rows, prepare, read_records
+from recipe.sgpo.offline.judge import grade_group, group_trajectories, judge_set_async, set_statistics
+from recipe.sgpo.offline.store import OfflineSetError, training_problems
+from reward.settings import RewardSettings
+
+N = 4
+RESPONSE_LENGTH = 128
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> Path:
+    from recipe.cpu_backend.tiny_model import build_tiny_policy
+
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(policy):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(policy)
+
+
+def write_source(folder: Path, rows: list[dict]) -> Path:
+    import pyarrow as pa
+
+    from data_prep.schema import ROW_SCHEMA
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), path)
+    return path
+
+
+def settings_for(policy: Path, n: int = N) -> GenerationSettings:
+    return GenerationSettings(model=str(policy), n=n, temperature=1.0, top_p=1.0, top_k=-1, seed=0,
+                              max_prompt_length=256, max_response_length=RESPONSE_LENGTH)
+
+
+def solution_with_error(row: dict, wrong_step: int | None) -> str:
+    """The reference solution; with ``wrong_step`` (1-based) that line's result off by one and a wrong boxed answer."""
+    lines = row["extra_info"]["reference_solution"].splitlines()
+    answer = int(row["reward_model"]["ground_truth"])
+    if wrong_step is not None:
+        left, value = lines[wrong_step - 1].rsplit("= ", 1)
+        lines[wrong_step - 1] = f"{left}= {int(value) + 1}"
+        answer += 1
+    return "\n".join(lines) + f"\n\\boxed{{{answer}}}"
+
+
+def make_set(folder: Path, policy: Path, tokenizer, rows: list[dict], texts: list[list[str]], launch: int = 0) -> Path:
+    """A generated set whose members are ``texts`` (one list of n per row), through the real prepare/finish."""
+    source = write_source(folder / "source", rows)
+    set_dir = folder / "set"
+    manifest = prepare(set_dir, source, settings_for(policy, n=len(texts[0])), "cpu")
+    records = set_dir / store.GENERATION_DIR / f"launch-{launch}"
+    records.mkdir(parents=True, exist_ok=True)
+    with (records / "records-test.jsonl").open("w") as handle:
+        for row, (source_row, group) in enumerate(zip(rows, texts)):
+            prompt_ids = tokenizer.apply_chat_template(source_row["prompt"], add_generation_prompt=True, tokenize=True)
+            prompt_ids = list(prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids)
+            for member, text in enumerate(group):
+                handle.write(json.dumps({store.ROW_COLUMN: row, "member": member, "prompt_ids": prompt_ids,
+                                         "response_ids": tokenizer.encode(text, add_special_tokens=False),
+                                         "response_logprobs": [-0.5] * len(tokenizer.encode(text, add_special_tokens=False))}) + "\n")
+    finish(set_dir, manifest)
+    return set_dir
+
+
+def reward_settings(**overrides) -> RewardSettings:
+    from recipe.sgpo.preflight import compose_config
+
+    return RewardSettings.from_trainer_config(compose_config(
+        ["reward.sgpo.judge.backend=rule", "reward.sgpo.grader.num_workers=1",
+         *[f"reward.sgpo.{k}={v}" for k, v in overrides.items()]]))
+
+
+async def judged_group(row: dict, texts: list[str], tokenizer, settings: RewardSettings) -> list[dict]:
+    from reward.grader import OutcomeGrader
+    from reward.judge import build_judge
+
+    members = [{"member": m, "response_ids": tokenizer.encode(t, add_special_tokens=False)} for m, t in enumerate(texts)]
+    grader, judge = OutcomeGrader(settings.grader), build_judge(settings.judge) if settings.judging else None
+    try:
+        return await grade_group(group_trajectories(row, members, tokenizer, settings, RESPONSE_LENGTH), settings, grader, judge)
+    finally:
+        grader.close()
+
+
+ROWS = arith_rows(6, seed=3, config=ArithConfig(min_ops=3, max_ops=3))
+
+
+def test_an_all_negative_group_is_judged_and_graded_by_how_far_each_got(tokenizer):
+    settings = reward_settings()
+    results = asyncio.run(judged_group(ROWS[0], [solution_with_error(ROWS[0], k) for k in (1, 2, 3, 3)], tokenizer, settings))
+    infos = [r["reward_extra_info"] for r in results]
+    assert [i["group_state"] for i in infos] == ["all_negative"] * 4
+    assert [i["first_error_step"] for i in infos] == [1, 2, 3, 3] and all(i["judged"] for i in infos)
+    scores = [r["reward_score"] for r in results]
+    assert 0 < scores[0] < scores[1] < scores[2] == scores[3] < 0.5  # c·g, increasing in how far it got
+    assert scores == pytest.approx([0.5 * i["graded_value"] for i in infos])
+
+
+def test_a_mixed_group_leaves_its_wrong_members_unjudged(tokenizer):
+    settings = reward_settings()
+    results = asyncio.run(judged_group(ROWS[1], [solution_with_error(ROWS[1], k) for k in (None, 2, None, 1)], tokenizer, settings))
+    assert [r["reward_score"] for r in results] == [1.0, 0.0, 1.0, 0.0]
+    assert [r["reward_extra_info"]["judge_called"] for r in results] == [0, 0, 0, 0]
+    assert {r["reward_extra_info"]["group_state"] for r in results} == {"mixed"}
+
+
+def test_judge_scope_all_wrong_and_off_and_validation_rows(tokenizer):
+    texts = [solution_with_error(ROWS[2], k) for k in (None, 2, 2, 1)]
+    all_wrong = asyncio.run(judged_group(ROWS[2], texts, tokenizer, reward_settings(judge_scope="all_wrong")))
+    assert [r["reward_extra_info"]["judge_called"] for r in all_wrong] == [0, 1, 1, 1]
+    assert {r["reward_extra_info"]["group_state"] for r in all_wrong} == {"not_scheduled"}
+    off = asyncio.run(judged_group(ROWS[2], texts, tokenizer, reward_settings(judge_scope="off")))
+    assert [r["reward_score"] for r in off] == [1.0, 0.0, 0.0, 0.0]
+    validation_row = {**ROWS[3], "extra_info": {**ROWS[3]["extra_info"], "split": "test"}}
+    graded_only = asyncio.run(judged_group(validation_row, [solution_with_error(ROWS[3], 1)] * 4, tokenizer, reward_settings()))
+    assert [r["reward_extra_info"]["judge_called"] for r in graded_only] == [0] * 4
+
+
+def test_a_row_without_ground_truth_is_malformed_and_never_judged(tokenizer):
+    row = {**ROWS[4], "reward_model": {"style": "rule", "ground_truth": None}}
+    results = asyncio.run(judged_group(row, [solution_with_error(ROWS[4], 1)] * 4, tokenizer, reward_settings()))
+    assert [(r["reward_score"], r["reward_extra_info"]["malformed_row"], r["reward_extra_info"]["judge_called"])
+            for r in results] == [(0.0, 1, 0)] * 4
+
+
+def test_records_resume_by_whole_groups_and_skip_a_torn_line(tmp_path, policy, tokenizer):
+    rows = ROWS[:3]
+    set_dir = make_set(tmp_path, policy, tokenizer, rows, [[solution_with_error(r, 1)] * N for r in rows])
+    first = read_records(set_dir, N)
+    assert sorted(first) == [0, 1, 2]
+    # a later launch that regenerated row 1 does not replace the first complete group; a half group and a
+    # torn line (a process killed mid-write) are ignored
+    later = set_dir / store.GENERATION_DIR / "launch-1" / "records-x.jsonl"
+    later.parent.mkdir()
+    later.write_text(json.dumps({store.ROW_COLUMN: 1, "member": 0, "prompt_ids": [1], "response_ids": [2],
+                                 "response_logprobs": None}) + "\n" + '{"offline_row": 1, "mem')
+    assert read_records(set_dir, N)[1] == first[1]
+    assert pending_rows(set_dir, store.read_manifest(set_dir)) == []
+    (set_dir / store.GENERATION_DIR / "launch-0" / "records-test.jsonl").write_text(
+        "\n".join(line for line in (set_dir / store.GENERATION_DIR / "launch-0" / "records-test.jsonl").read_text().splitlines()
+                  if json.loads(line)[store.ROW_COLUMN] != 2 or json.loads(line)["member"] != 3))
+    assert pending_rows(set_dir, store.read_manifest(set_dir)) == [2]  # a group missing one member is redone whole
+
+
+def test_prepare_leaves_out_overlong_prompts_and_refuses_other_settings_on_resume(tmp_path, policy):
+    long_row = {**ROWS[0], "prompt": [{"role": "user", "content": "x" * 400}]}
+    source = write_source(tmp_path / "source", [ROWS[0], long_row, ROWS[1]])
+    manifest = prepare(tmp_path / "set", source, settings_for(policy), "cpu")
+    assert (manifest["rows"], manifest["overlong_rows"]) == (2, [1])
+    kept = pq.read_table(tmp_path / "set" / store.PROMPTS_NAME).to_pylist()
+    assert [r[store.ROW_COLUMN] for r in kept] == [0, 1] and [r[store.AGENT_COLUMN] for r in kept] == ["sgpo_record"] * 2
+    assert kept[1]["extra_info"]["index"] == ROWS[1]["extra_info"]["index"]
+    other = GenerationSettings(**{**settings_for(policy).as_dict(), "temperature": 0.6})
+    with pytest.raises(OfflineSetError, match=r"other settings \(differs in \['temperature'\]\)"):
+        prepare(tmp_path / "set", source, other, "cpu")
+
+
+def test_judging_resumes_writes_members_and_train_rows_and_statistics(tmp_path, policy, tokenizer):
+    rows = ROWS[:3]
+    texts = [[solution_with_error(rows[0], k) for k in (1, 2, 3, 1)],  # all-negative
+             [solution_with_error(rows[1], k) for k in (None, 1, None, 2)],  # mixed
+             [solution_with_error(rows[2], None)] * N]  # all correct
+    set_dir = make_set(tmp_path, policy, tokenizer, rows, texts)
+    settings = reward_settings()
+    # an earlier, interrupted run finished group 2 (a marker reward shows it is kept, not judged again)
+    judge_dir = set_dir / store.JUDGE_DIR
+    judge_dir.mkdir()
+    from recipe.sgpo.offline.judge import judge_protocol
+
+    store.write_json(judge_dir / store.JUDGE_PROTOCOL_NAME, judge_protocol(settings))
+    kept = asyncio.run(judged_group(rows[2], texts[2], tokenizer, settings))
+    kept[0]["reward_extra_info"]["pred"] = "kept"
+    (judge_dir / store.JUDGE_RESULTS_NAME).write_text(json.dumps({store.ROW_COLUMN: 2, "results": kept}) + "\n")
+
+    stats = asyncio.run(judge_set_async(set_dir, settings, progress=False))
+    assert stats["groups"] == 3 and stats["responses"] == 12
+    assert stats["accuracy"] == pytest.approx(6 / 12) and stats["all_negative_group_share"] == pytest.approx(1 / 3)
+    assert (stats["judge_called"], stats["judged"], stats["judge_failed"]) == (4, 4, 0)
+    members = store.MemberStore(set_dir)
+    assert members.get(2, 0).reward_extra_info["pred"] == "kept"
+    assert [members.get(0, m).reward_extra_info["first_error_step"] for m in range(N)] == [1, 2, 3, 1]
+    assert members.get(1, 0).reward_score == 1.0 and members.get(1, 1).reward_score == 0.0
+    responses = store.read_arrow(set_dir / store.RESPONSES_NAME).to_pylist()
+    assert members.get(0, 2).response_ids == responses[2]["response_ids"]  # ids stored untouched
+    train = pq.read_table(set_dir / store.TRAIN_NAME).to_pylist()
+    assert [r[store.AGENT_COLUMN] for r in train] == ["sgpo_offline"] * 3
+    assert json.loads((judge_dir / store.JUDGE_STATS_NAME).read_text())["judged"] == 4
+    # another judge protocol is refused: the stored rewards would mix two judges
+    with pytest.raises(OfflineSetError, match="another protocol"):
+        asyncio.run(judge_set_async(set_dir, reward_settings(judge_scope="all_wrong"), progress=False))
+
+
+def test_statistics_count_failures_and_truncations():
+    def result(acc, **info):
+        return {"reward_score": acc, "reward_extra_info": {"acc": acc, **info}}
+
+    stats = set_statistics({0: [result(0.0, judge_called=1, judge_failed=1, judge_timeout=1), result(0.0, truncated=1)],
+                            1: [result(1.0), result(0.0, grade_timeout=1)]})
+    assert (stats["judge_failed"], stats["judge_timeout"], stats["truncated"], stats["grade_timeout"]) == (1, 1, 1, 1)
+    assert stats["all_negative_group_share"] == 0.5 and stats["accuracy"] == 0.25
+
+
+def test_training_refuses_a_set_that_does_not_match_the_run(tmp_path, policy, tokenizer):
+    set_dir = make_set(tmp_path, policy, tokenizer, ROWS[:1], [[solution_with_error(ROWS[0], 1)] * N])
+    train_files = [str(set_dir / store.TRAIN_NAME)]
+
+    def problems(**kwargs):
+        arguments = dict(group_size=N, tokenizer=tokenizer, prompt_length=256, response_length=RESPONSE_LENGTH,
+                         train_files=train_files)
+        return training_problems(set_dir, **{**arguments, **kwargs})
+
+    assert any("no judge results" in p for p in problems())
+    asyncio.run(judge_set_async(set_dir, reward_settings(), progress=False))
+    assert problems() == []
+    assert "actor_rollout_ref.rollout.n=4" in problems(group_size=8)[0]
+    assert "data.max_response_length" in problems(response_length=4)[0]
+    assert "data.max_prompt_length" in problems(prompt_length=4)[0]
+    assert "data.train_files" in problems(train_files=["other.parquet"])[0]
+    from transformers import AutoTokenizer
+
+    other = AutoTokenizer.from_pretrained(policy)
+    other.chat_template = "{{ messages[0]['content'] }}"
+    assert "differs from the policy's" in problems(tokenizer=other)[0]
+    with pytest.raises(OfflineSetError, match="member=7"):
+        store.MemberStore(set_dir).get(0, 7)
+    assert "not an offline set" in training_problems(tmp_path, group_size=N, tokenizer=None, prompt_length=None,
+                                                     response_length=None)[0]
+
+
+def test_the_offline_agent_loop_returns_the_stored_member(tmp_path, policy, tokenizer):
+    from omegaconf import OmegaConf
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+
+    from recipe.sgpo.offline.agent_loops import OfflineAgentLoop
+    from recipe.sgpo.preflight import compose_config
+
+    set_dir = make_set(tmp_path, policy, tokenizer, ROWS[:1], [[solution_with_error(ROWS[0], k) for k in (1, 2, 3, 1)]])
+    asyncio.run(judge_set_async(set_dir, reward_settings(), progress=False))
+    config = compose_config([f"sgpo_offline.set_dir={set_dir}"])
+    loop = OfflineAgentLoop(trainer_config=DictConfigWrap(config), server_manager=None, tokenizer=tokenizer,
+                            processor=None, dataset_cls=None, data_config=DictConfigWrap(OmegaConf.create({})))
+    output = asyncio.run(loop.run({}, offline_row=np.int64(0), session_id=2))
+    stored = store.MemberStore(set_dir).get(0, 2)
+    assert output.response_ids == stored.response_ids and output.prompt_ids == stored.prompt_ids
+    assert output.reward_score == stored.reward_score > 0 and output.response_mask == [1] * len(stored.response_ids)
+    assert output.extra_fields["reward_extra_info"]["first_error_step"] == 3
+    assert output.response_logprobs == pytest.approx([-0.5] * len(stored.response_ids))
+
+
+def test_cli_refuses_bad_input_with_the_fix_and_writes_nothing(tmp_path, repo_root):
+    bad = tmp_path / "notes.parquet"
+    bad.write_text("not parquet")
+    out = tmp_path / "set"
+    completed = subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", "generate", "--platform", "cpu",
+                                "--data", str(bad), "--out", str(out)], cwd=repo_root, capture_output=True, text=True)
+    assert completed.returncode == 2 and "not a parquet file" in completed.stderr and "data_prep write" in completed.stderr
+    assert not out.exists()
+    completed = subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", "judge", "--set", str(tmp_path)],
+                               cwd=repo_root, capture_output=True, text=True)
+    assert completed.returncode == 2 and "not an offline set" in completed.stderr
+
+
+@pytest.mark.slow
+def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
+    # The whole chain as the README runs it, on the CPU: a coin policy (right about half the time, so groups
+    # are mixed and all-negative) generates 4 responses for each of 8 prompts through verl's CPU rollout;
+    # the rule verifier judges; verl's trainer trains 2 steps on the set. The trainer's per-step dump must
+    # show exactly the stored token ids, the stored rewards, and the sgpo estimator's advantages of them.
+    import pandas as pd
+    import torch
+
+    from cpu_trainer_inputs import build_coin_policy
+    from recipe.sgpo.advantage import compute_sgpo_outcome_advantage
+    from recipe.sgpo.cpu_demo import parse_args, prepare_data
+    from recipe.sgpo.trainer import ids_digest
+
+    sizes = ["--train-size", "8", "--val-size", "2", "--min-ops", "1", "--max-ops", "1"]
+    train, val = prepare_data(parse_args(["--model", "tiny", *sizes, "--run-dir", str(tmp_path / "data")]))
+    policy = build_coin_policy(tmp_path / "coin", pd.read_parquet(train).to_dict("records"))
+    common = [f"actor_rollout_ref.model.path={policy}", f"actor_rollout_ref.rollout.n={N}",
+              "data.max_response_length=16", "data.max_prompt_length=256"]
+    set_dir = tmp_path / "set"
+    run = lambda *args: subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", *args], cwd=repo_root,
+                                       capture_output=True, text=True, timeout=900)
+    generated = run("generate", "--platform", "cpu", "--data", str(train), "--out", str(set_dir), "--", *common)
+    assert generated.returncode == 0, generated.stdout[-3000:] + generated.stderr[-3000:]
+    judged = run("judge", "--set", str(set_dir), "--no-progress", "--", "reward.sgpo.judge.backend=rule")
+    assert judged.returncode == 0, judged.stdout[-3000:] + judged.stderr[-3000:]
+    stats = json.loads(judged.stdout.splitlines()[0])
+    assert stats["groups"] == 8 and 0 < stats["accuracy"] < 1 and stats["judged"] > 0
+
+    from recipe.sgpo.cpu_demo import cpu_env
+    from recipe.sgpo.eval.run import trainer_command
+
+    dump = tmp_path / "advantages"
+    overrides = ["+platform=cpu", *common, f"data.train_files=[{set_dir / store.TRAIN_NAME}]", f"data.val_files={val}",
+                 f"sgpo_offline.set_dir={set_dir}", "reward.sgpo.judge.backend=rule", "trainer.total_training_steps=2",
+                 "trainer.test_freq=-1", "trainer.save_freq=-1", "data.train_batch_size=4",
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=4", f"trainer.sgpo_advantage_dir={dump}",
+                 f"trainer.default_local_dir={tmp_path / 'checkpoints'}"]
+    checked = run("check", "--set", str(set_dir), "--", "+platform=cpu", *common)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    trained = subprocess.run(trainer_command(overrides), cwd=tmp_path, env=cpu_env(), capture_output=True, text=True,
+                             timeout=900)
+    assert trained.returncode == 0, trained.stdout[-4000:] + trained.stderr[-4000:]
+
+    members = store.read_arrow(set_dir / store.MEMBERS_NAME).to_pylist()
+    stored = {(ids_digest(m["prompt_ids"]), ids_digest(m["response_ids"])): m for m in members}
+    seen = 0
+    for step in (1, 2):
+        rows = [json.loads(line) for line in (dump / f"{step}.jsonl").read_text().splitlines()]
+        assert len(rows) == 4 * N
+        by_uid: dict[str, list[dict]] = {}
+        for row in rows:
+            member = stored[(row["prompt_sha256"], row["response_sha256"])]  # token for token a stored member
+            assert row["reward"] == pytest.approx(member["reward_score"])
+            by_uid.setdefault(row["uid"], []).append(row)
+        for group in by_uid.values():
+            assert len({stored[(r["prompt_sha256"], r["response_sha256"])][store.ROW_COLUMN] for r in group}) == 1
+        from recipe.sgpo.preflight import compose_config
+
+        algorithm = compose_config(overrides).algorithm
+        advantages, _ = compute_sgpo_outcome_advantage(
+            torch.tensor([[r["reward"]] for r in rows]), torch.ones(len(rows), 1),
+            np.array([r["uid"] for r in rows], dtype=object), config=algorithm)
+        assert [r["advantage"] for r in rows] == pytest.approx(advantages[:, 0].tolist(), abs=1e-5)
+        seen += len(rows)
+    assert seen == 8 * N  # two steps of 4 prompts: the whole set, each group once
