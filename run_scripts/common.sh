@@ -208,11 +208,10 @@ print(json.dumps(env, sort_keys=True))
 PY
 }
 
-# launch <run name> [hydra overrides...]
-launch() {
-  local run_name="$1"
-  shift
-
+# build_overrides [hydra overrides...]: the run's hydra overrides in OVERRIDES (paths and cluster shape, the
+# model file's sizes, the evaluation protocol, ALGORITHM_OVERRIDES, the judge placement, logging, then the
+# arguments). Also used by run_scripts/offline_common.sh.
+build_overrides() {
   : "${GPUS_PER_NODE:=8}"
   : "${PROJECT_NAME:=sgpo}"
   : "${EXPERIMENT_NAME:=$run_name}"
@@ -267,7 +266,7 @@ launch() {
   fi
   set_logger_override "$LOGGER"
 
-  local overrides=(
+  OVERRIDES=(
     # paths and cluster shape
     "actor_rollout_ref.model.path=$(hq "$MODEL_PATH")"
     "data.train_files=$TRAIN_FILES"
@@ -301,8 +300,20 @@ launch() {
     "$@"
   )
 
+}
+
+# Extra flags of the preflight (offline_common.sh: --no-offline-set-check in a dry run before the set exists).
+PREFLIGHT_ARGS=()
+
+# launch <run name> [hydra overrides...]
+launch() {
+  local run_name="$1"
+  shift
+  : "${EXPERIMENT_NAME:=$run_name}"
+  build_overrides "$@"
+  local overrides=("${OVERRIDES[@]}")
   local env_prefix=(env "VERL_USE_EXTERNAL_MODULES=$PLUGIN_MODULE" "PYTHONPATH=$REPO_DIR${PYTHONPATH:+:$PYTHONPATH}")
-  local preflight=("${env_prefix[@]}" "$PYTHON" -m recipe.sgpo.preflight "${overrides[@]}")
+  local preflight=("${env_prefix[@]}" "$PYTHON" -m recipe.sgpo.preflight "${PREFLIGHT_ARGS[@]}" "${overrides[@]}")
   local command
   if [[ -n "${RAY_ADDRESS:-}" ]]; then
     # With RAY_SHIP_REPO=1 the job runs inside the uploaded copy, so the config dir is given relative to

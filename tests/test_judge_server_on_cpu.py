@@ -143,6 +143,36 @@ def test_verls_reward_router_in_front_of_the_real_server(vllm_server):
         router.join(10)
 
 
+def test_an_offline_set_is_judged_by_the_real_server(vllm_server, tmp_path):
+    # Offline SGPO's judge step (recipe/sgpo/offline/judge.py) with the openai backend against the real
+    # server: the wrong members of the all-negative group are sent, the mixed group's are not, and every
+    # call's outcome is in the stored extra info and the set's statistics.
+    from offline_sets import make_set, solution_with_error
+    from transformers import AutoTokenizer
+
+    from data_prep.arith import ArithConfig, generate
+    from recipe.cpu_backend.tiny_model import build_tiny_policy
+    from recipe.sgpo.offline import store
+    from recipe.sgpo.offline.judge import judge_set
+
+    policy = build_tiny_policy(tmp_path / "policy", seed=0)
+    rows = generate(2, seed=5, config=ArithConfig(min_ops=3, max_ops=3))
+    texts = [[solution_with_error(rows[0], k) for k in (1, 2, 3, 2)], [solution_with_error(rows[1], k) for k in (None, 1, 2, None)]]
+    set_dir = make_set(tmp_path, policy, AutoTokenizer.from_pretrained(policy), rows, texts)
+    base = "reward.sgpo.judge.openai"
+    stats = judge_set(set_dir, [f"{base}.base_url={vllm_server.base_url}", f"{base}.model=smollm2", f"{base}.max_tokens=48",
+                                f"{base}.temperature=0.0", f"+{base}.extra_body.structured_outputs.regex='VERDICT: (none|[1-9])'",
+                                "reward.sgpo.grader.num_workers=1"], progress=False)
+    assert stats["judge_called"] == 4 and stats["judged"] + stats["judge_failed"] + stats["judge_no_signal"] == 4
+    assert stats["protocol"]["model"] == "smollm2" and stats["protocol"]["prompt_version"] == "v1"
+    members = store.MemberStore(set_dir)
+    assert [members.get(0, m).reward_extra_info["judge_called"] for m in range(4)] == [1] * 4
+    assert [members.get(1, m).reward_extra_info["judge_called"] for m in range(4)] == [0] * 4
+    for m in range(4):
+        info = members.get(0, m).reward_extra_info
+        assert members.get(0, m).reward_score == (0.5 * info["graded_value"] if info["judged"] else 0.0)
+
+
 # -- faults --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def endpoint():

@@ -31,6 +31,8 @@ from estimate_memory import RUN_SHAPES  # noqa: E402  run_scripts/ is not a pack
 #: Every launch script: <algorithm>_<model file>.sh
 LAUNCH_SCRIPTS = sorted(path.name for pattern in ("sgpo_*.sh", "grpo_*.sh", "dapo_*.sh") for path in RUN_SCRIPTS.glob(pattern))
 MODEL_FILES = sorted(path.stem for path in (RUN_SCRIPTS / "models").glob("*.sh"))
+#: Offline SGPO scripts (run_scripts/offline_common.sh), one per model size and kind.
+OFFLINE_SCRIPTS = sorted(path.name for path in RUN_SCRIPTS.glob("offline_sgpo_*.sh"))
 #: Seconds one dry run may take (a preflight composes verl's config in about 5 s on an idle CPU).
 DRY_RUN_TIMEOUT_S = 300
 PREFLIGHT_PASSED = "[sgpo] preflight passed"
@@ -61,7 +63,7 @@ class DryRun:
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any launch setting a developer may have exported, plus ``settings``."""
     prefixes = ("JUDGE_", "RAY_", "MODEL_PATH", "DATA_DIR", "TRAIN_FILES", "VAL_FILES", "NNODES", "GPUS_PER_NODE", "CKPT_DIR",
-                "PROJECT_NAME", "EXPERIMENT_NAME", "LOGGER", "DRY_RUN")
+                "PROJECT_NAME", "EXPERIMENT_NAME", "LOGGER", "DRY_RUN", "STAGE", "OFFLINE_", "GENERATOR_PATH")
     env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     env.update({"PYTHON": sys.executable, "DRY_RUN": "1"})
     env.update(settings)
@@ -89,13 +91,17 @@ VARIANTS = {
          "JUDGE_MODEL": "QwQ-32B", "JUDGE_API_KEY_ENV": "SGPO_JUDGE_KEY", "LOGGER": "wandb"},
     ),
     "bad_override": ("grpo_qwen2.5-7b.sh", ("actor_rollout_ref.rollout.n=1",), {}),
+    "offline_generate": ("offline_sgpo_r1-distill-qwen-7b.sh", (), {"STAGE": "generate"}),
+    "offline_judge": ("offline_sgpo_qwen2.5-7b.sh", (), {"STAGE": "judge", "JUDGE_URL": "http://judge:8000/v1"}),
+    "offline_standalone_judge": ("offline_sgpo_qwen2.5-7b.sh", (), {"STAGE": "judge", "JUDGE_PLACEMENT": "standalone"}),
 }
 
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, DryRun]:
     """Every script's default dry run and the variants, in parallel (each is mostly a preflight)."""
-    jobs = {script: (script, (), {}) for script in LAUNCH_SCRIPTS} | VARIANTS
+    jobs = ({script: (script, (), {}) for script in LAUNCH_SCRIPTS}
+            | {script: (script, (), {"STAGE": "train"}) for script in OFFLINE_SCRIPTS} | VARIANTS)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = {name: pool.submit(dry_run, script, *args, **env) for name, (script, args, env) in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
@@ -407,3 +413,52 @@ def test_the_printed_job_runs_on_a_real_ray_cluster(runs, ray_dashboard, variant
     assert "succeeded" in output
     assert "adv_estimator: sgpo" in output
     assert ("backend: router" if variant == "standalone_on_ray" else "base_url: http://judge-node:8000/v1") in output
+
+
+def test_there_is_an_offline_script_for_base_and_distilled_7b_14b_32b():
+    models = {name.removeprefix("offline_sgpo_").removesuffix(".sh") for name in OFFLINE_SCRIPTS}
+    assert models == {f"{kind}-{size}" for kind in ("qwen2.5", "r1-distill-qwen") for size in ("7b", "14b", "32b")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", OFFLINE_SCRIPTS)
+def test_each_offline_training_script_trains_the_online_scripts_run_on_its_stored_set(runs, script):
+    run = runs[script]
+    assert run.returncode == 0, run.stderr
+    assert PREFLIGHT_PASSED in run.stdout + run.stderr and "does not exist yet" in run.stderr
+    overrides = run.overrides()
+    model = script.removeprefix("offline_sgpo_").removesuffix(".sh")
+    set_dir = f"{Path.home()}/sgpo_runs/offline_sets/offline_sgpo_{model}"
+    assert overrides["data.train_files"] == f"['{set_dir}/train.parquet']"
+    assert overrides["sgpo_offline.set_dir"] == set_dir
+    assert overrides["algorithm.adv_estimator"] == "sgpo" and overrides["reward.sgpo.judge_scope"] == "off"
+    online = runs[f"sgpo_{model}.sh"].overrides()
+    differ = ("data.train_files", "sgpo_offline.", "reward.sgpo", "trainer.experiment_name", "trainer.default_local_dir")
+    shared = {key for key in online.keys() | overrides.keys() if not key.startswith(differ)}
+    assert {key: overrides.get(key) for key in shared} == {key: online.get(key) for key in shared}
+
+
+@pytest.mark.slow
+def test_offline_generation_samples_as_the_online_run_and_records_it(runs):
+    run = runs["offline_generate"]
+    assert run.returncode == 0, run.stderr
+    overrides = run.overrides()
+    online = runs["sgpo_r1-distill-qwen-7b.sh"].overrides()
+    assert overrides["actor_rollout_ref.rollout.val_kwargs.n"] == online["actor_rollout_ref.rollout.n"] == "8"
+    assert float(overrides["actor_rollout_ref.rollout.val_kwargs.temperature"]) == 1.0  # verl's rollout default
+    assert overrides["trainer.val_only"] == "True" and overrides["reward.sgpo.judge_scope"] == "off"
+    assert overrides["actor_rollout_ref.rollout.calculate_log_probs"] == "True"
+    assert overrides["sgpo_offline.record_dir"].endswith("offline_sgpo_r1-distill-qwen-7b/generation/launch-0")
+    for key in ("data.max_response_length", "actor_rollout_ref.rollout.tensor_model_parallel_size", "trainer.nnodes"):
+        assert overrides[key] == online[key], key
+
+
+@pytest.mark.slow
+def test_offline_judging_takes_the_external_judge_and_refuses_verls_pool(runs):
+    run = runs["offline_judge"]
+    assert run.returncode == 0, run.stderr
+    protocol = json.loads(run.stdout.strip().splitlines()[0])
+    assert protocol["backend"] == "openai" and protocol["base_url"] == "http://judge:8000/v1"
+    assert protocol["reward_settings"]["judge_scope"] == "all_negative_groups"
+    refused = runs["offline_standalone_judge"]
+    assert refused.returncode == 2 and "needs JUDGE_PLACEMENT=external" in refused.stderr

@@ -169,7 +169,7 @@ def find_legacy_keys(config: Any) -> list[str]:
     return found
 
 
-def run_checks(config: Any) -> PreflightReport:
+def run_checks(config: Any, check_offline: bool = True) -> PreflightReport:
     """Run every check on a composed config and collect the results (never raises for a bad config)."""
     report = PreflightReport()
     _check(report, "SGPO plugin registered by `import verl`", lambda: _raise_if(check_plugin_installed()))
@@ -198,7 +198,7 @@ def run_checks(config: Any) -> PreflightReport:
     _check(report, "token budgets hold the longest sequence", lambda: check_token_budgets(config))
     _check(report, "policy context holds prompt + response", lambda: check_context_length(config))
     _check(report, "offloading leaves vLLM the freed memory", lambda: check_offload_feeds_rollout(config))
-    if (config.get("sgpo_offline") or {}).get("set_dir"):
+    if check_offline and (config.get("sgpo_offline") or {}).get("set_dir"):
         _check(report, "offline set matches the run (sgpo_offline.set_dir)", lambda: check_offline_set(config))
     _check_gpu_modules(report, config)
     return report
@@ -251,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check-install", action="store_true", help="only check that the plugin is installed")
     parser.add_argument("--print-config-dir", action="store_true", help="print the SGPO config dir and exit")
     parser.add_argument("--print-config", action="store_true", help="also print the composed config")
+    parser.add_argument("--no-offline-set-check", action="store_true",
+                        help="do not check sgpo_offline.set_dir (a dry run before the set is generated)")
     args = parser.parse_args(argv)
 
     if args.print_config_dir:
@@ -269,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from omegaconf import OmegaConf
 
         print(OmegaConf.to_yaml(config))
-    report = run_checks(config)
+    report = run_checks(config, check_offline=not args.no_offline_set_check)
     print(report.render(), file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 

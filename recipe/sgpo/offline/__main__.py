@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from recipe.sgpo.offline.store import OfflineSetError
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -44,6 +45,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     judge.add_argument("--set", type=Path, required=True, dest="set_dir", help="a generated set's folder")
     judge.add_argument("--concurrency", type=int, default=None, help="groups graded and judged at once")
     judge.add_argument("--no-progress", action="store_true", help="no progress bar")
+    judge.add_argument("--dry-run", action="store_true", help="check the settings, print the judge protocol, judge nothing")
     check = commands.add_parser("check", help="what a training launch on the set would refuse")
     check.add_argument("--set", type=Path, required=True, dest="set_dir", help="a judged set's folder")
     return parser.parse_args(argv), overrides
@@ -62,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"[sgpo-offline] {args.out}: {result['rows']} prompts x n={result['n']} responses stored; "
                       f"next: python -m recipe.sgpo.offline judge --set {args.out}")
+        elif args.command == "judge" and args.dry_run:
+            from recipe.sgpo.offline.judge import judge_protocol, settings_from_overrides
+
+            print(json.dumps(judge_protocol(settings_from_overrides(overrides)), sort_keys=True))
+            print(f"[sgpo-offline] DRY_RUN: would grade and judge {args.set_dir}")
         elif args.command == "judge":
             from recipe.sgpo.offline.judge import DEFAULT_GROUP_CONCURRENCY, judge_set
 
@@ -75,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"sgpo_offline.set_dir={args.set_dir}")
         else:
             return check(args.set_dir, overrides)
-    except OfflineSetError as error:
+    except (ValueError, HydraException, OmegaConfBaseException) as error:  # OfflineSetError and bad settings
         print(f"[sgpo-offline] error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:

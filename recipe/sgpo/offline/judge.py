@@ -235,10 +235,19 @@ async def judge_set_async(set_dir: Path, settings: RewardSettings, concurrency: 
     return stats
 
 
-def judge_set(set_dir: Path, overrides: Sequence[str] = (), concurrency: int = DEFAULT_GROUP_CONCURRENCY,
-              progress: bool = True) -> dict[str, Any]:
-    """:func:`judge_set_async` with the ``reward.sgpo.*`` settings of the training config plus ``overrides``."""
+def settings_from_overrides(overrides: Sequence[str] = ()) -> RewardSettings:
+    """The ``reward.sgpo.*`` settings of the training config (sgpo_trainer.yaml) plus hydra ``overrides``,
+    validated, with the judge built once so that a bad judge setting (a missing API-key variable) fails now."""
     from recipe.sgpo.preflight import compose_config
+    from reward.judge import build_judge
 
     settings = RewardSettings.from_trainer_config(compose_config(list(overrides)))
-    return asyncio.run(judge_set_async(set_dir, settings, concurrency, progress))
+    if settings.judging:
+        build_judge(settings.judge)
+    return settings
+
+
+def judge_set(set_dir: Path, overrides: Sequence[str] = (), concurrency: int = DEFAULT_GROUP_CONCURRENCY,
+              progress: bool = True) -> dict[str, Any]:
+    """:func:`judge_set_async` with :func:`settings_from_overrides`."""
+    return asyncio.run(judge_set_async(set_dir, settings_from_overrides(overrides), concurrency, progress))
