@@ -19,3 +19,31 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_main_job(tmp_path_factory) -> dict:
+    """One run of the main job on the tiny policy, shared by the tests that need a trained CPU checkpoint
+    (tests/test_cpu_demo_on_cpu.py, tests/test_eval_on_cpu.py): each trainer launch costs 60-100 s of Ray
+    start-up on 2 cores, so the suite launches this one once. 1 SGPO step, validation before and after,
+    a checkpoint at step 1, judged over real HTTP by a loopback judge whose verdicts vary by response
+    (tests/judge_endpoints.py "hashed": a step, "none", or no verdict for one in five), with the sgpo
+    trainer's per-step advantage dump. Tests must not write into ``run_dir`` (copy it to resume from it)."""
+    import subprocess
+    import sys
+
+    from judge_endpoints import MisbehavingEndpoint
+
+    root = tmp_path_factory.mktemp("tiny_main_job")
+    run_dir, dump_dir = root / "run", root / "advantages"
+    with MisbehavingEndpoint() as judge:
+        command = [
+            sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1",
+            # long enough that most responses end by themselves (a "none" verdict on a cut-off one is no signal)
+            "--response-length", "256", "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir), "--",
+            "reward.sgpo.judge.backend=openai", f"reward.sgpo.judge.openai.base_url={judge.url('hashed')}",
+            "reward.sgpo.judge.openai.max_retries=0", "reward.sgpo.judge.deadline_s=60",
+            f"trainer.sgpo_advantage_dir={dump_dir}",
+        ]
+        completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    return {"run_dir": run_dir, "dump_dir": dump_dir, "completed": completed, "command": command}

@@ -113,27 +113,13 @@ def test_step_line_and_validation_accuracy_come_from_verls_metric_names():
 
 
 @pytest.mark.slow
-def test_main_job_runs_sgpo_on_the_tiny_policy(tmp_path, repo_root):
+def test_main_job_runs_sgpo_on_the_tiny_policy(tiny_main_job):
     # The main job on the tiny policy, judged over real HTTP by a loopback judge whose verdicts vary by
-    # response (tests/judge_endpoints.py "hashed": a step, "none", or no verdict for one in five), so
-    # all-negative groups get graded values with spread and some members are not judged. The advantages
-    # verl's trainer computed (the sgpo trainer's per-step dump) must be ordered like the graded values,
-    # and zero for every member without a verdict. (The tiny policy is never right, so every group is
-    # all-negative; mixed groups equal verl's grpo in test_reward_manager_on_cpu.py and
-    # test_sgpo_advantage_on_cpu.py.)
-    from judge_endpoints import MisbehavingEndpoint
-
-    run_dir, dump_dir = tmp_path / "run", tmp_path / "advantages"
-    with MisbehavingEndpoint() as judge:
-        command = [
-            sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1",
-            # long enough that most responses end by themselves (a "none" verdict on a cut-off one is no signal)
-            "--response-length", "256", "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir), "--",
-            "reward.sgpo.judge.backend=openai", f"reward.sgpo.judge.openai.base_url={judge.url('hashed')}",
-            "reward.sgpo.judge.openai.max_retries=0", "reward.sgpo.judge.deadline_s=60",
-            f"trainer.sgpo_advantage_dir={dump_dir}",
-        ]
-        completed = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=900)
+    # response (the session fixture tiny_main_job, tests/conftest.py), so all-negative groups get graded
+    # values with spread and some members are not judged. The advantages verl's trainer computed (the sgpo
+    # trainer's per-step dump) must be ordered like the graded values, and zero for every member without a
+    # verdict. (The tiny policy is never right, so every group is all-negative; mixed groups: the next test.)
+    completed, run_dir = tiny_main_job["completed"], tiny_main_job["run_dir"]
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     out = completed.stdout
     assert "validation accuracy before training" in out and "validation accuracy after step 1" in out
@@ -143,9 +129,53 @@ def test_main_job_runs_sgpo_on_the_tiny_policy(tmp_path, repo_root):
     metrics = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
     step = next(m["data"] for m in metrics if m["step"] == 1)
     assert step["sgpo/judge/called"] > 0 and step["sgpo/groups/all_negative_share"] == 1.0
-    assert (run_dir / "checkpoints" / "global_step_1" / "actor" / "huggingface").is_dir()
+    assert step["actor/grad_norm"] > 0
+    # The rollout generated with the weights of the current step (the CPU rollout server tags each response),
+    # and the trainer pushed its weights to the server at the start and after the step.
+    assert step["training/off_policy/trajectory_staleness/max"] == 0
+    trainer_log = (run_dir / "logs" / "trainer.log").read_text(errors="replace")
+    for synced in (0, 1):
+        assert f"weight tensors (step {synced})" in trainer_log
     assert any((run_dir / "rollouts").glob("*.jsonl"))
-    check_advantages_follow_graded_values(dump_dir / "1.jsonl")
+    checkpoint = run_dir / "checkpoints" / "global_step_1" / "actor"
+    assert (checkpoint / "model_world_size_1_rank_0.pt").is_file()
+    trained, initial = safetensors_of(checkpoint / "huggingface"), safetensors_of(run_dir / "tiny_policy")
+    assert any(not np.allclose(tensor.float(), initial[name].float()) for name, tensor in trained.items()), \
+        "no weight changed after an SGPO step"
+    check_advantages_follow_graded_values(tiny_main_job["dump_dir"] / "1.jsonl")
+
+
+@pytest.mark.slow
+def test_main_job_resumes_its_checkpoint_and_grpo_leaves_all_negative_groups_untaught(tiny_main_job, tmp_path):
+    # The main job's --resume on a copy of the shared run: verl's trainer loads the step-1 checkpoint (FSDP2 on
+    # the CPU backend) and runs step 2 with GRPO, whose advantage in an all-negative group is zero everywhere.
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_main_job["run_dir"], run_dir)
+    command = [sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--estimator", "grpo", "--resume",
+               "--steps", "2", "--response-length", "32", "--train-size", "8", "--val-size", "2", "--run-dir", str(run_dir),
+               "--", "trainer.val_before_train=false"]
+    completed = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    assert "Resuming from" in (run_dir / "logs" / "trainer.log").read_text(errors="replace")
+    metrics = {m["step"]: m["data"] for m in map(json.loads, (run_dir / "logs" / "metrics.jsonl").read_text().splitlines())}
+    trained_steps = sorted(step for step, data in metrics.items() if "timing_s/step" in data)
+    assert trained_steps == [2], "the run did not resume from the step-1 checkpoint"
+    assert metrics[2]["sgpo/advantage/all_negative_responses"] > 0
+    assert metrics[2]["sgpo/advantage/all_negative_nonzero_share"] == 0.0  # GRPO's blind spot
+    assert metrics[2]["sgpo/advantage/all_negative_abs_mean"] == 0.0
+    assert (run_dir / "checkpoints" / "global_step_2" / "actor").is_dir()
+
+
+def safetensors_of(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(file))
+    assert tensors, f"no safetensors in {folder}"
+    return tensors
 
 
 def check_advantages_follow_graded_values(dump: Path) -> None:

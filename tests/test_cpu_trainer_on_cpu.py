@@ -1,40 +1,28 @@
-"""verl 0.9.1's own trainer (``python -m verl.trainer.main_ppo``) running SGPO and GRPO on the CPU.
+"""The pieces of the CPU backend (recipe/cpu_backend) that verl 0.9.1's own trainer runs on, checked in-process:
+the platform and the registrations, the trainer mode, the rollout server's batched generation and weight
+loading, and the advantage metrics.
 
-The end-to-end tests launch the real trainer — Ray, TransferQueue, the FSDP2 actor, the agent loop, the
-transformers rollout server (recipe/cpu_backend) and the reward loop — on a tiny random Qwen2-shaped
-policy and a small arithmetic parquet set, with the ``platform=cpu`` config group. To keep CI short they
-share two launches (about 75 s each on 2 cores):
-
-1. ``sgpo`` for 2 steps from scratch, validating and saving a checkpoint at step 2;
-2. ``grpo`` resumed from that checkpoint for steps 3 and 4 (resume and the GRPO contrast in one launch).
-
-The tiny policy never answers correctly, so every group is all-negative: the case the method is about.
-The reward is the stand-in described in tests/cpu_trainer_inputs.py (graded for sgpo, binary for grpo).
-
-The fast tests check the pieces in-process: the platform, the registrations, the rollout server's
-batched generation and weight loading, and the advantage metrics.
+The trainer itself (``python -m verl.trainer.main_ppo`` on the CPU: Ray, TransferQueue, the FSDP2 actor, the
+agent loop, the transformers rollout server and the reward loop) is launched end to end by the main-job tests
+(tests/test_cpu_demo_on_cpu.py: an SGPO step with its checkpoint, then a GRPO step resumed from it), the
+evaluation test and the offline test; each launch costs 60-100 s of Ray start-up on 2 cores, so they share
+one session run (tests/conftest.py ``tiny_main_job``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from cpu_trainer_inputs import write_arith_parquet
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-STAND_IN_REWARD = TESTS_DIR / "cpu_trainer_inputs.py"
-#: Wall-clock bound of one trainer launch (Ray start-up is 60-90 s on 2 cores; 2 steps a few seconds).
-LAUNCH_TIMEOUT_S = 900
 
 
 def _cpu_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,122 +36,6 @@ def _cpu_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     )
     env.update(extra or {})
     return env
-
-
-def _launch(run_dir: Path, name: str, estimator: str, total_steps: int, inputs: dict[str, Path]) -> dict:
-    """Run verl's main_ppo; return its per-step metrics (file logger), its output and checkpoint dir."""
-    metrics_file = run_dir / f"{name}.metrics.jsonl"
-    log_file = run_dir / f"{name}.log"
-    overrides = [
-        f"--config-path={REPO_ROOT / 'recipe' / 'sgpo' / 'config'}",
-        "--config-name=sgpo_trainer",
-        "+platform=cpu",
-        f"algorithm.adv_estimator={estimator}",
-        f"actor_rollout_ref.model.path={inputs['model']}",
-        f"data.train_files={inputs['train']}",
-        f"data.val_files={inputs['val']}",
-        "data.max_prompt_length=128",
-        "data.max_response_length=24",
-        # verl's naive reward manager with the stand-in reward function (tests/cpu_trainer_inputs.py)
-        "reward.reward_manager.source=register",
-        "reward.reward_manager.name=naive",
-        f"reward.custom_reward_function.path={STAND_IN_REWARD}",
-        "reward.custom_reward_function.name=compute_score",
-        f"+reward.custom_reward_function.reward_kwargs.graded={'true' if estimator == 'sgpo' else 'false'}",
-        f"trainer.total_training_steps={total_steps}",
-        "trainer.save_freq=2",
-        "trainer.test_freq=2",
-        "trainer.resume_mode=auto",
-        f"trainer.default_local_dir={run_dir / 'checkpoints'}",
-        "trainer.logger=[console,file]",
-        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics_file}",
-    ]
-    pythonpath = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(TESTS_DIR)]))
-    overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.PYTHONPATH={pythonpath}")
-    with open(log_file, "w") as log:
-        completed = subprocess.run(
-            [sys.executable, "-m", "verl.trainer.main_ppo", *overrides],
-            cwd=run_dir,
-            env=_cpu_env({"PYTHONPATH": pythonpath}),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=LAUNCH_TIMEOUT_S,
-        )
-    output = log_file.read_text(errors="replace")
-    assert completed.returncode == 0, f"main_ppo ({name}) exited {completed.returncode}; last output:\n{output[-6000:]}"
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-    return {"metrics": {r["step"]: r["data"] for r in records}, "output": output, "checkpoints": run_dir / "checkpoints"}
-
-
-@pytest.fixture(scope="module")
-def trainer_inputs(tmp_path_factory) -> dict[str, Path]:
-    from recipe.cpu_backend.tiny_model import build_tiny_policy
-
-    root = tmp_path_factory.mktemp("cpu_trainer_inputs")
-    train, val = write_arith_parquet(root / "data", train=8, val=4, seed=0)
-    return {"model": build_tiny_policy(root / "tiny_policy"), "train": train, "val": val}
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cpu_trainer_run")
-
-
-@pytest.fixture(scope="module")
-def sgpo_run(run_dir, trainer_inputs) -> dict:
-    return _launch(run_dir, "sgpo", "sgpo", total_steps=2, inputs=trainer_inputs)
-
-
-@pytest.fixture(scope="module")
-def grpo_resumed_run(run_dir, trainer_inputs, sgpo_run) -> dict:
-    return _launch(run_dir, "grpo", "grpo", total_steps=4, inputs=trainer_inputs)
-
-
-def _safetensors(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    tensors = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        tensors.update(load_file(file))
-    assert tensors, f"no safetensors in {folder}"
-    return tensors
-
-
-@pytest.mark.slow
-def test_sgpo_teaches_all_negative_groups_through_verls_trainer(sgpo_run, trainer_inputs):
-    metrics = sgpo_run["metrics"]
-    assert sorted(metrics) == [1, 2]
-    for step, data in metrics.items():
-        assert data["sgpo/advantage/all_negative_responses"] > 0, f"step {step}: no all-negative group to teach"
-        # The claim of the method: responses of all-negative groups received non-zero advantages.
-        assert data["sgpo/advantage/all_negative_nonzero_share"] > 0.5, data
-        assert data["actor/grad_norm"] > 0
-        # The rollout generated with the weights of the current step (the server tags each response).
-        assert data["training/off_policy/trajectory_staleness/max"] == 0
-    assert any(key.startswith("val-core/") for key in metrics[2]), "validation did not run at step 2"
-    for step in (0, 1, 2):  # the initial sync, then after each training step
-        assert f"loaded 27 weight tensors (step {step})" in sgpo_run["output"]
-
-    checkpoint = sgpo_run["checkpoints"] / "global_step_2"
-    assert (sgpo_run["checkpoints"] / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
-    assert (checkpoint / "actor" / "model_world_size_1_rank_0.pt").is_file()
-    trained = _safetensors(checkpoint / "actor" / "huggingface")
-    initial = _safetensors(trainer_inputs["model"])
-    changed = [name for name, tensor in trained.items() if not np.allclose(tensor.float(), initial[name].float())]
-    assert changed, "no weight changed after two SGPO steps"
-
-
-@pytest.mark.slow
-def test_grpo_resumes_the_checkpoint_and_leaves_all_negative_groups_untaught(grpo_resumed_run):
-    metrics = grpo_resumed_run["metrics"]
-    assert sorted(metrics) == [3, 4], "the run did not resume from the step-2 checkpoint"
-    assert "Resuming from" in grpo_resumed_run["output"]
-    for step, data in metrics.items():
-        assert data["sgpo/advantage/all_negative_responses"] > 0
-        # GRPO's blind spot: zero advantage for every response of an all-negative group.
-        assert data["sgpo/advantage/all_negative_nonzero_share"] == 0.0, data
-        assert data["sgpo/advantage/all_negative_abs_mean"] == 0.0
-    assert (grpo_resumed_run["checkpoints"] / "global_step_4" / "actor").is_dir()
 
 
 # ---------------------------------------------------------------------------------------------- fast

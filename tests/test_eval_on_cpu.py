@@ -440,24 +440,23 @@ def samples_by_problem(records: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixture_benchmarks):
-    """The README's flow on a checkpoint the CPU trainer wrote: merge it with verl's merger, evaluate two
-    benchmarks, SIGKILL the run during the second, resume, and compare with an uninterrupted run; then table
-    and curves. Four trainer launches after the demo's (Ray start-up dominates each).
+def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixture_benchmarks, tiny_main_job):
+    """The README's flow on a checkpoint the CPU trainer wrote (the main job's, the session fixture
+    tiny_main_job): merge it with verl's merger, evaluate two benchmarks, SIGKILL the run during the second,
+    resume, then table and curves. Two evaluation trainer launches and one killed at its start.
 
-    Measured: 449 s and 517 s (two runs) on the 2-core machine shared with other jobs (demo ~100 s; each of the four evaluation
-    trainer launches 80-100 s, mostly Ray and worker start-up; merge 11 s), over the ~6 min aimed at: four
-    launches are the fewest that give an uninterrupted reference and a killed-and-resumed run.
+    No uninterrupted reference run: on the CPU the outputs of two runs cannot be compared (see the comment at
+    the per-sample check below), and the tiny random policy scores 0 everywhere, so a reference's scores would
+    equal any run's. What resuming must guarantee is checked directly: the finished benchmark is kept byte for
+    byte, the merge is not redone, and the result covers every problem with all its samples.
+    Measured with its own demo launch and a reference run: 449 s and 517 s (two runs) on the 2-core machine.
     """
     import torch
     from safetensors.torch import load_file
     from torch.distributed.tensor import DTensor
     from transformers import AutoModelForCausalLM
 
-    run_dir = tmp_path / "demo"
-    demo = subprocess.run([sys.executable, "-m", "recipe.sgpo.cpu_demo", "--model", "tiny", "--steps", "1", "--train-size", "8",
-                           "--val-size", "2", "--response-length", "16", "--run-dir", str(run_dir)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    demo, run_dir = tiny_main_job["completed"], tiny_main_job["run_dir"]
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     step = run_dir / "checkpoints" / "global_step_1"
     actor = step / "actor"
@@ -467,13 +466,13 @@ def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixt
     assert shard and all(isinstance(tensor, DTensor) for tensor in shard.values())
     assert (actor / "huggingface" / "config.json").is_file() and (actor / "huggingface" / "tokenizer.json").is_file()
 
-    cache, reference, interrupted = tmp_path / "cache", tmp_path / "reference", tmp_path / "interrupted"
-    uninterrupted = subprocess.run(eval_run_command(step, fixture_benchmarks, reference, cache), cwd=REPO_ROOT,
-                                   capture_output=True, text=True, timeout=3 * LAUNCH_TIMEOUT_S)
-    assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:] + uninterrupted.stderr[-3000:]
+    cache, interrupted = tmp_path / "cache", tmp_path / "interrupted"
+    second = interrupted / "benchmarks" / "amc23"
+    kill_during(eval_run_command(step, fixture_benchmarks, interrupted, cache), second / "trainer.log", "ray init kwargs",
+                tmp_path / "interrupted.log")
 
-    # The merge: one folder, marked finished, loadable by transformers, equal to the trained shard (verl's
-    # merger writes bfloat16, the shard is float32).
+    # The merge (done once, before the first benchmark): one folder, marked finished, loadable by transformers,
+    # equal to the trained shard (verl's merger writes bfloat16, the shard is float32).
     (merged,) = cache.iterdir()
     assert json.loads((merged / ".sgpo-merged.json").read_text())["step"] == 1
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -485,9 +484,6 @@ def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixt
     assert model.config.tie_word_embeddings
     merged_at = (merged / "model.safetensors").stat().st_mtime_ns
 
-    second = interrupted / "benchmarks" / "amc23"
-    kill_during(eval_run_command(step, fixture_benchmarks, interrupted, cache), second / "trainer.log", "ray init kwargs",
-                tmp_path / "interrupted.log")
     first = interrupted / "benchmarks" / "aime24"
     assert (first / "done.json").is_file() and not (second / "done.json").exists()
     assert not (interrupted / "results.json").exists()
@@ -502,18 +498,17 @@ def test_checkpoint_merge_kill_resume_table_and_curves_end_to_end(tmp_path, fixt
     assert [path.name for path in cache.iterdir()] == [merged.name]  # no second merge
     assert (merged / "model.safetensors").stat().st_mtime_ns == merged_at
 
-    expected = json.loads((reference / "results.json").read_text())
     got = json.loads((interrupted / "results.json").read_text())
-    assert got["unfinished"] == [] and got["benchmarks"] == expected["benchmarks"] and got["macro_average"] == expected["macro_average"]
+    assert got["unfinished"] == []
     assert {name: score["problems"] for name, score in got["benchmarks"].items()} == {"aime24": 2, "amc23": 2}
-    assert got["protocol"] == expected["protocol"]
-    # Same problems, each with all its samples, in both runs. The outputs themselves are not compared: the CPU
-    # rollout samples a whole batch from one seeded torch generator, so an output depends on the batch row its
-    # request lands in, and verl's agent loop sends the samples concurrently (arrival order, hence which sample
-    # index gets which output, varies between runs; docs/evaluation.md "On the CPU").
+    assert got["protocol"] == json.loads((interrupted / "protocol.json").read_text())
+    assert got["protocol"]["sampling"]["samples"] == 2
+    # Every problem with all its samples. The outputs of two runs are not comparable: the CPU rollout samples a whole
+    # batch from one seeded torch generator, so an output depends on the batch row its request lands in, and verl's
+    # agent loop sends the samples concurrently (docs/evaluation.md "On the CPU").
     for name in ("aime24", "amc23"):
-        records = [samples_by_problem(folder / "benchmarks" / name / "generations" / "0.jsonl") for folder in (reference, interrupted)]
-        assert {prompt: len(outputs) for prompt, outputs in records[0].items()} == {prompt: 2 for prompt in records[1]}, name
+        records = samples_by_problem(interrupted / "benchmarks" / name / "generations" / "0.jsonl")
+        assert len(records) == 2 and all(len(outputs) == 2 for outputs in records.values()), name
 
     table = eval_cli("table", str(interrupted / "results.json"), "--format", "md", "csv", "--out", str(tmp_path / "table"))
     assert table.returncode == 0, table.stderr

@@ -242,8 +242,9 @@ def test_cli_refuses_bad_input_with_the_fix_and_writes_nothing(tmp_path, repo_ro
 
 @pytest.mark.slow
 def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
-    # The whole chain as the README runs it, on the CPU: a coin policy (right about half the time, so groups
-    # are mixed and all-negative) generates 4 responses for each of 8 prompts through verl's CPU rollout;
+    # The whole chain as the README runs it, on the CPU: a coin policy (right about half the time on 4 prompts:
+    # mixed groups; on the other 4 always wrong, at step 1 or 2: all-negative groups with graded values that
+    # differ) generates 4 responses for each of 8 prompts through verl's CPU rollout;
     # the rule verifier judges; verl's trainer trains 2 steps on the set. The trainer's per-step dump must
     # show exactly the stored token ids, the stored rewards, and the sgpo estimator's advantages of them.
     import pandas as pd
@@ -256,11 +257,14 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
 
     sizes = ["--train-size", "8", "--val-size", "2", "--min-ops", "1", "--max-ops", "1"]
     train, val = prepare_data(parse_args(["--model", "tiny", *sizes, "--run-dir", str(tmp_path / "data")]))
-    policy = build_coin_policy(tmp_path / "coin", pd.read_parquet(train).to_dict("records"))
+    policy = build_coin_policy(tmp_path / "coin", pd.read_parquet(train).to_dict("records"), wrong_rows=frozenset(range(4)))
     common = [f"actor_rollout_ref.model.path={policy}", f"actor_rollout_ref.rollout.n={N}",
-              "data.max_response_length=16", "data.max_prompt_length=256"]
+              "data.max_response_length=48", "data.max_prompt_length=256"]
     set_dir = tmp_path / "set"
-    run = lambda *args: subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", *args], cwd=repo_root,
+    from recipe.sgpo.cpu_demo import cpu_env
+
+    # VERL_PLATFORM=cpu (cpu_env) loads the CPU backend, whose trainer mode the check resolves
+    run = lambda *args: subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", *args], cwd=repo_root, env=cpu_env(),
                                        capture_output=True, text=True, timeout=900)
     generated = run("generate", "--platform", "cpu", "--data", str(train), "--out", str(set_dir), "--", *common)
     assert generated.returncode == 0, generated.stdout[-3000:] + generated.stderr[-3000:]
@@ -269,7 +273,6 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
     stats = json.loads(judged.stdout.splitlines()[0])
     assert stats["groups"] == 8 and 0 < stats["accuracy"] < 1 and stats["judged"] > 0
 
-    from recipe.sgpo.cpu_demo import cpu_env
     from recipe.sgpo.eval.run import trainer_command
 
     dump = tmp_path / "advantages"
@@ -286,7 +289,7 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
 
     members = store.read_arrow(set_dir / store.MEMBERS_NAME).to_pylist()
     stored = {(ids_digest(m["prompt_ids"]), ids_digest(m["response_ids"])): m for m in members}
-    seen = 0
+    seen, taught = 0, 0
     for step in (1, 2):
         rows = [json.loads(line) for line in (dump / f"{step}.jsonl").read_text().splitlines()]
         assert len(rows) == 4 * N
@@ -305,4 +308,6 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
             np.array([r["uid"] for r in rows], dtype=object), config=algorithm)
         assert [r["advantage"] for r in rows] == pytest.approx(advantages[:, 0].tolist(), abs=1e-5)
         seen += len(rows)
+        taught += sum(1 for r in rows if r["reward"] < 1.0 and r["group_state"] == "all_negative" and r["advantage"] != 0)
     assert seen == 8 * N  # two steps of 4 prompts: the whole set, each group once
+    assert taught > 0, "no all-negative member got an advantage: the graded path went untested"

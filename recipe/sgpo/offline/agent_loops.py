@@ -70,6 +70,11 @@ class OfflineAgentLoop(AgentLoopBase):
         if not set_dir:
             raise OfflineSetError(f"rows with agent_name={OFFLINE_AGENT} need {CONFIG_SECTION}.set_dir=<the offline set>")
         stored = member_store(set_dir).get(int(kwargs[ROW_COLUMN]), int(kwargs["session_id"]))
+        # verl's V1 trainer reads the weight versions a trajectory was generated with (its staleness metrics and
+        # filter). A stored response has no version of the policy being trained: it is tagged with the step that
+        # trains on it (staleness 0, never filtered); training/rollout_probs_diff_* shows the real distance.
+        step = None if kwargs.get("global_steps") is None else int(kwargs["global_steps"])
+        versions = {"min_global_steps": step, "max_global_steps": step}
         return AgentLoopOutput(
             prompt_ids=stored.prompt_ids,
             response_ids=stored.response_ids,
@@ -78,5 +83,5 @@ class OfflineAgentLoop(AgentLoopBase):
             reward_score=stored.reward_score,
             num_turns=2,
             metrics={},
-            extra_fields={"reward_extra_info": stored.reward_extra_info, **SINGLE_TURN_EXTRA_FIELDS},
+            extra_fields={"reward_extra_info": stored.reward_extra_info, **versions, **SINGLE_TURN_EXTRA_FIELDS},
         )
