@@ -238,6 +238,9 @@ def test_cli_refuses_bad_input_with_the_fix_and_writes_nothing(tmp_path, repo_ro
     completed = subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", "judge", "--set", str(tmp_path)],
                                cwd=repo_root, capture_output=True, text=True)
     assert completed.returncode == 2 and "not an offline set" in completed.stderr
+    completed = subprocess.run([sys.executable, "-m", "recipe.sgpo.offline", "judge", "--set", str(tmp_path), "--concurrency", "0"],
+                               cwd=repo_root, capture_output=True, text=True)
+    assert completed.returncode == 2 and "--concurrency must be at least 1" in completed.stderr
 
 
 @pytest.mark.slow
@@ -280,7 +283,10 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
                  f"sgpo_offline.set_dir={set_dir}", "reward.sgpo.judge.backend=rule", "trainer.total_training_steps=2",
                  "trainer.test_freq=-1", "trainer.save_freq=-1", "data.train_batch_size=4",
                  "actor_rollout_ref.actor.ppo_mini_batch_size=4", f"trainer.sgpo_advantage_dir={dump}",
-                 f"trainer.default_local_dir={tmp_path / 'checkpoints'}"]
+                 f"trainer.default_local_dir={tmp_path / 'checkpoints'}",
+                 # verl's rollout correction on the stored sampling log-probs (truncated importance weights)
+                 "algorithm.rollout_correction.rollout_is=token", "trainer.logger=[console,file]",
+                 f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={tmp_path / 'metrics.jsonl'}"]
     checked = run("check", "--set", str(set_dir), "--", "+platform=cpu", *common)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
     trained = subprocess.run(trainer_command(overrides), cwd=tmp_path, env=cpu_env(), capture_output=True, text=True,
@@ -311,3 +317,21 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
         taught += sum(1 for r in rows if r["reward"] < 1.0 and r["group_state"] == "all_negative" and r["advantage"] != 0)
     assert seen == 8 * N  # two steps of 4 prompts: the whole set, each group once
     assert taught > 0, "no all-negative member got an advantage: the graded path went untested"
+    assert json.loads((set_dir / store.MANIFEST_NAME).read_text())["has_logprobs"]
+    metrics = {m["step"]: m["data"] for m in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())}
+    assert sorted(metrics) == [1, 2]
+    assert any(key.startswith("rollout_corr/") for key in metrics[1]), sorted(metrics[1])  # the stored log-probs were used
+
+
+def test_the_progress_counter_reads_only_what_was_appended(tmp_path):
+    from recipe.sgpo.offline.generate import RecordCounter
+
+    counter = RecordCounter(tmp_path)
+    assert counter.update() == 0
+    first = tmp_path / "records-a-1.jsonl"
+    first.write_text('{"a": 1}\n{"a": 2}\n{"a": 3')  # a line still being written is not counted
+    assert counter.update() == 2
+    with first.open("a") as handle:
+        handle.write('}\n')
+    (tmp_path / "records-b-2.jsonl").write_text('{"b": 1}\n')
+    assert counter.update() == 4 and counter.update() == 4

@@ -53,6 +53,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse_args(argv)
+    for flag in ("max_launches", "concurrency"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            print(f"[sgpo-offline] error: --{flag.replace('_', '-')} must be at least 1 (got {value})", file=sys.stderr)
+            return 2
     try:
         if args.command == "generate":
             from recipe.sgpo.offline.generate import generate

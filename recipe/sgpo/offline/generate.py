@@ -42,6 +42,8 @@ from reward.settings_base import config_get
 
 #: Overlong rows named in the manifest's summary line.
 ROWS_SHOWN = 5
+#: Seconds between two looks at a running launch's records (the progress bar).
+PROGRESS_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,46 @@ def run_launch(set_dir: Path, platform: str, overrides: Sequence[str], settings:
     command = trainer_command(launch_overrides(platform, overrides, settings, chunk_path, launch))
     (launch / "command.json").write_text(json.dumps(command, indent=1))
     with (launch / "trainer.log").open("w") as log:
-        status = subprocess.run(command, cwd=str(Path(__file__).resolve().parents[3]), env=platform_env(platform),
-                                stdout=log, stderr=subprocess.STDOUT).returncode
+        process = subprocess.Popen(command, cwd=str(Path(__file__).resolve().parents[3]), env=platform_env(platform),
+                                   stdout=log, stderr=subprocess.STDOUT)
+        status = _wait_with_progress(process, RecordCounter(launch), total=len(rows) * settings.n)
     if status != 0:
         raise RuntimeError(f"generation launch failed (exit {status}); log: {launch / 'trainer.log'}. "
                            "Run the same command again to go on from the complete groups")
     return launch
+
+
+class RecordCounter:
+    """Members recorded so far in a launch folder, reading only the bytes appended since the last call."""
+
+    def __init__(self, launch: Path) -> None:
+        self.launch = launch
+        self._offsets: dict[Path, int] = {}
+        self.count = 0
+
+    def update(self) -> int:
+        for path in self.launch.glob("records-*.jsonl"):
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                new = handle.read()
+            self.count += new.count(b"\n")
+            self._offsets[path] = offset + len(new)
+        return self.count
+
+
+def _wait_with_progress(process: subprocess.Popen, counter: RecordCounter, total: int) -> int:
+    """Wait for the launch, with a bar of the members recorded (Ray start-up shows as 0 for a minute or more)."""
+    import time
+
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="responses generated", unit="response", disable=None) as bar:
+        while process.poll() is None:
+            time.sleep(PROGRESS_POLL_S)
+            bar.update(counter.update() - bar.n)
+        bar.update(counter.update() - bar.n)
+    return process.returncode
 
 
 def finish(set_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
