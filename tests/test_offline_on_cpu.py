@@ -3,7 +3,7 @@ manager's grader, judge and rules, then trained on through verl's trainer with t
 
 The fast tests build sets from written responses (the real tokenizer of the tiny policy, the real grader,
 the real rule verifier) and check the judge rules, resumption, the statistics and every refusal. The slow
-test runs the whole chain as a user would: generate with verl's CPU rollout, judge, train 2 steps, and checks
+test runs the whole chain as a user would: generate with verl's CPU rollout, judge, train 3 steps (two epochs), and checks
 that the trainer trained on exactly the stored token ids with the sgpo estimator's advantages of the stored
 rewards.
 """
@@ -248,7 +248,7 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
     # The whole chain as the README runs it, on the CPU: a coin policy (right about half the time on 4 prompts:
     # mixed groups; on the other 4 always wrong, at step 1 or 2: all-negative groups with graded values that
     # differ) generates 4 responses for each of 8 prompts through verl's CPU rollout;
-    # the rule verifier judges; verl's trainer trains 2 steps on the set. The trainer's per-step dump must
+    # the rule verifier judges; verl's trainer trains 3 steps on the set (the third in a second epoch). The trainer's per-step dump must
     # show exactly the stored token ids, the stored rewards, and the sgpo estimator's advantages of them.
     import pandas as pd
     import torch
@@ -280,7 +280,7 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
 
     dump = tmp_path / "advantages"
     overrides = ["+platform=cpu", *common, f"data.train_files=[{set_dir / store.TRAIN_NAME}]", f"data.val_files={val}",
-                 f"sgpo_offline.set_dir={set_dir}", "reward.sgpo.judge.backend=rule", "trainer.total_training_steps=2",
+                 f"sgpo_offline.set_dir={set_dir}", "reward.sgpo.judge.backend=rule", "trainer.total_epochs=2", "trainer.total_training_steps=3",
                  "trainer.test_freq=-1", "trainer.save_freq=-1", "data.train_batch_size=4",
                  "actor_rollout_ref.actor.ppo_mini_batch_size=4", f"trainer.sgpo_advantage_dir={dump}",
                  f"trainer.default_local_dir={tmp_path / 'checkpoints'}",
@@ -295,8 +295,8 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
 
     members = store.read_arrow(set_dir / store.MEMBERS_NAME).to_pylist()
     stored = {(ids_digest(m["prompt_ids"]), ids_digest(m["response_ids"])): m for m in members}
-    seen, taught = 0, 0
-    for step in (1, 2):
+    seen, taught = [], 0
+    for step in (1, 2, 3):
         rows = [json.loads(line) for line in (dump / f"{step}.jsonl").read_text().splitlines()]
         assert len(rows) == 4 * N
         by_uid: dict[str, list[dict]] = {}
@@ -313,13 +313,14 @@ def test_generate_judge_and_train_on_the_stored_responses(tmp_path, repo_root):
             torch.tensor([[r["reward"]] for r in rows]), torch.ones(len(rows), 1),
             np.array([r["uid"] for r in rows], dtype=object), config=algorithm)
         assert [r["advantage"] for r in rows] == pytest.approx(advantages[:, 0].tolist(), abs=1e-5)
-        seen += len(rows)
+        seen.append({stored[(r["prompt_sha256"], r["response_sha256"])][store.ROW_COLUMN] for r in rows})
         taught += sum(1 for r in rows if r["reward"] < 1.0 and r["group_state"] == "all_negative" and r["advantage"] != 0)
-    assert seen == 8 * N  # two steps of 4 prompts: the whole set, each group once
+    assert seen[0] | seen[1] == set(range(8)) and not seen[0] & seen[1]  # epoch 1: the whole set, each group once
+    assert seen[2] <= set(range(8)) and len(seen[2]) == 4  # step 3 starts epoch 2 on the same stored set
     assert taught > 0, "no all-negative member got an advantage: the graded path went untested"
     assert json.loads((set_dir / store.MANIFEST_NAME).read_text())["has_logprobs"]
     metrics = {m["step"]: m["data"] for m in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())}
-    assert sorted(metrics) == [1, 2]
+    assert sorted(metrics) == [1, 2, 3]
     assert any(key.startswith("rollout_corr/") for key in metrics[1]), sorted(metrics[1])  # the stored log-probs were used
 
 

@@ -311,15 +311,15 @@ def generate(set_dir: Path, source: Path, platform: str, overrides: Sequence[str
     from recipe.sgpo.eval.run import trainer_command
 
     set_dir = Path(set_dir).resolve()
+    if not dry_run or Path(source).exists():
+        source = check_source(source)  # before composing the config: a bad file fails in a second
+    else:
+        print(f"[sgpo-offline] note: --data {source} does not exist yet (checked at the real run)")
     settings = GenerationSettings.from_config(compose(platform, overrides))
     if dry_run:
-        if Path(source).exists():
-            check_source(source)
-        else:
-            print(f"[sgpo-offline] note: --data {source} does not exist yet (checked at the real run)")
         return trainer_command(launch_overrides(platform, overrides, settings, set_dir / store.PROMPTS_NAME,
                                                 set_dir / store.GENERATION_DIR / "launch-0"))
-    manifest = prepare(set_dir, check_source(source), settings, platform)
+    manifest = prepare(set_dir, source, settings, platform)
     if manifest["overlong_rows"]:
         shown = ", ".join(map(str, manifest["overlong_rows"][:ROWS_SHOWN]))
         print(f"[sgpo-offline] {len(manifest['overlong_rows'])} prompts longer than data.max_prompt_length="

@@ -250,4 +250,5 @@ def settings_from_overrides(overrides: Sequence[str] = ()) -> RewardSettings:
 def judge_set(set_dir: Path, overrides: Sequence[str] = (), concurrency: int = DEFAULT_GROUP_CONCURRENCY,
               progress: bool = True) -> dict[str, Any]:
     """:func:`judge_set_async` with :func:`settings_from_overrides`."""
+    store.read_manifest(Path(set_dir))  # not a set: fail before composing the config
     return asyncio.run(judge_set_async(set_dir, settings_from_overrides(overrides), concurrency, progress))
