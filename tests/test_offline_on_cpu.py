@@ -104,22 +104,35 @@ def test_a_row_without_ground_truth_is_malformed_and_never_judged(tokenizer):
 
 
 def test_records_resume_by_whole_groups_and_skip_a_torn_line(tmp_path, policy, tokenizer):
+    from recipe.sgpo.offline.generate import complete_groups
+
     rows = ROWS[:3]
     set_dir = make_set(tmp_path, policy, tokenizer, rows, [[solution_with_error(r, 1)] * N for r in rows])
-    first = read_records(set_dir, N)
-    assert sorted(first) == [0, 1, 2]
+    first = {(r[store.ROW_COLUMN], r["member"]): r for r in read_records(set_dir, N)}
+    assert complete_groups(set_dir, N) == {0: 0, 1: 0, 2: 0} and len(first) == 3 * N
     # a later launch that regenerated row 1 does not replace the first complete group; a half group and a
     # torn line (a process killed mid-write) are ignored
     later = set_dir / store.GENERATION_DIR / "launch-1" / "records-x.jsonl"
     later.parent.mkdir()
-    later.write_text(json.dumps({store.ROW_COLUMN: 1, "member": 0, "prompt_ids": [1], "response_ids": [2],
-                                 "response_logprobs": None}) + "\n" + '{"offline_row": 1, "mem')
-    assert read_records(set_dir, N)[1] == first[1]
+
+    def record(row: int, member: int, response: list[int]) -> str:
+        return json.dumps({store.ROW_COLUMN: row, "member": member, "prompt_ids": [1], "response_ids": response,
+                           "response_logprobs": None}) + "\n"
+
+    later.write_text(record(1, 0, [2]) + '{"offline_row": 1, "mem')
+    assert {(r[store.ROW_COLUMN], r["member"]): r for r in read_records(set_dir, N)} == first
     assert pending_rows(set_dir, store.read_manifest(set_dir)) == []
-    (set_dir / store.GENERATION_DIR / "launch-0" / "records-test.jsonl").write_text(
-        "\n".join(line for line in (set_dir / store.GENERATION_DIR / "launch-0" / "records-test.jsonl").read_text().splitlines()
-                  if json.loads(line)[store.ROW_COLUMN] != 2 or json.loads(line)["member"] != 3))
-    assert pending_rows(set_dir, store.read_manifest(set_dir)) == [2]  # a group missing one member is redone whole
+    # row 2 loses a member in launch 0: the group is redone whole, and a complete group of launch 1 replaces
+    # all of launch 0's members of that row
+    launch_0 = set_dir / store.GENERATION_DIR / "launch-0" / "records-test.jsonl"
+    launch_0.write_text("".join(line + "\n" for line in launch_0.read_text().splitlines()
+                                if (json.loads(line)[store.ROW_COLUMN], json.loads(line)["member"]) != (2, 3)))
+    assert pending_rows(set_dir, store.read_manifest(set_dir)) == [2]
+    with later.open("a") as handle:
+        handle.write("\n" + "".join(record(2, m, [7, m]) for m in range(N)))
+    assert complete_groups(set_dir, N)[2] == 1
+    row_2 = sorted((r["member"], r["response_ids"]) for r in read_records(set_dir, N, rows={2}))
+    assert row_2 == [(m, [7, m]) for m in range(N)]
 
 
 def test_prepare_leaves_out_overlong_prompts_and_refuses_other_settings_on_resume(tmp_path, policy):

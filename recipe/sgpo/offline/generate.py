@@ -25,6 +25,7 @@ members. Prompts longer than ``data.max_prompt_length`` are left out up front an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,33 +169,62 @@ def prepare(set_dir: Path, source: Path, settings: GenerationSettings, platform:
     return manifest
 
 
-def read_records(set_dir: Path, n: int) -> dict[int, list[dict[str, Any]]]:
-    """Complete groups recorded so far: offline_row → its n members in member order.
+#: The start of every record line (json.dumps keeps the agent loop's key order): row and member, read without
+#: parsing the token ids, so finding complete groups costs no memory for them.
+RECORD_KEY = re.compile(rb'^\{"' + store.ROW_COLUMN.encode() + rb'": (\d+), "member": (\d+),')
+#: Members per record batch written to responses.arrow (bounds the memory of finishing a large set).
+WRITE_BATCH_MEMBERS = 1024
+
+
+def _launches(set_dir: Path) -> list[Path]:
+    generation = set_dir / store.GENERATION_DIR
+    if not generation.is_dir():
+        return []
+    return sorted(generation.glob("launch-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def _record_lines(launch: Path):
+    """(row, member, line) of every complete record line of a launch; a torn line (a process killed
+    mid-write) is skipped."""
+    for path in sorted(launch.glob("records-*.jsonl")):
+        with path.open("rb") as handle:
+            for line in handle:
+                match = RECORD_KEY.match(line)
+                if match and line.endswith(b"\n"):
+                    yield int(match.group(1)), int(match.group(2)), line
+
+
+def complete_groups(set_dir: Path, n: int) -> dict[int, int]:
+    """offline_row → the launch (index in launch order) that recorded its complete group.
 
     Launches are read in order and the first complete group of a row wins, so members of a group always
-    come from one launch (a group interrupted half-way is generated again, whole). A torn last line (a
-    process killed mid-write) is skipped.
+    come from one launch (a group interrupted half-way is generated again, whole).
     """
-    groups: dict[int, list[dict[str, Any]]] = {}
-    generation = set_dir / store.GENERATION_DIR
-    launches = sorted(generation.glob("launch-*"), key=lambda p: int(p.name.split("-")[1])) if generation.is_dir() else []
-    for launch in launches:
-        members: dict[int, dict[int, dict[str, Any]]] = {}
-        for path in sorted(launch.glob("records-*.jsonl")):
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                members.setdefault(record[store.ROW_COLUMN], {}).setdefault(record["member"], record)
-        for row, by_member in members.items():
-            if row not in groups and set(by_member) == set(range(n)):
-                groups[row] = [by_member[m] for m in range(n)]
-    return groups
+    chosen: dict[int, int] = {}
+    for index, launch in enumerate(_launches(set_dir)):
+        members: dict[int, set[int]] = {}
+        for row, member, _ in _record_lines(launch):
+            members.setdefault(row, set()).add(member)
+        for row, seen in members.items():
+            if row not in chosen and seen == set(range(n)):
+                chosen[row] = index
+    return chosen
+
+
+def read_records(set_dir: Path, n: int, rows: set[int] | None = None):
+    """The members of complete groups, parsed, in launch and file order: one dict per (row, member)
+    (of ``rows`` only, when given). A generator: only the records being used are in memory."""
+    chosen = complete_groups(set_dir, n)
+    emitted: set[tuple[int, int]] = set()
+    for index, launch in enumerate(_launches(set_dir)):
+        for row, member, line in _record_lines(launch):
+            if chosen.get(row) == index and (rows is None or row in rows) and (row, member) not in emitted:
+                emitted.add((row, member))
+                yield json.loads(line)
 
 
 def pending_rows(set_dir: Path, manifest: dict[str, Any]) -> list[int]:
-    done = read_records(set_dir, int(manifest["n"]))
+    done = complete_groups(set_dir, int(manifest["n"]))
     return [row for row in range(int(manifest["rows"])) if row not in done]
 
 
@@ -284,19 +314,30 @@ def _wait_with_progress(process: subprocess.Popen, counter: RecordCounter, total
 
 
 def finish(set_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Write responses.arrow from the complete groups and the stored lengths into the manifest."""
+    """Write responses.arrow from the complete groups (in batches) and the stored lengths into the manifest."""
     n = int(manifest["n"])
-    groups = read_records(set_dir, n)
-    members = [member for row in sorted(groups) for member in groups[row]]
-    table = pa.Table.from_pylist(members, schema=store.RESPONSES_SCHEMA)
-    store.write_arrow(set_dir / store.RESPONSES_NAME, table)
+    prompt_max = response_max = response_total = members = 0
+    all_logprobs = True
+    temporary = set_dir / (store.RESPONSES_NAME + ".tmp")
+    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, store.RESPONSES_SCHEMA) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in read_records(set_dir, n):
+            prompt_max = max(prompt_max, len(record["prompt_ids"]))
+            response_max = max(response_max, len(record["response_ids"]))
+            response_total += len(record["response_ids"])
+            all_logprobs = all_logprobs and record["response_logprobs"] is not None
+            members += 1
+            batch.append(record)
+            if len(batch) == WRITE_BATCH_MEMBERS:
+                writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=store.RESPONSES_SCHEMA))
+                batch = []
+        if batch:
+            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=store.RESPONSES_SCHEMA))
+    temporary.replace(set_dir / store.RESPONSES_NAME)
     manifest = dict(manifest)
-    manifest["lengths"] = {
-        "max_prompt_ids": max(len(m["prompt_ids"]) for m in members),
-        "max_response_ids": max(len(m["response_ids"]) for m in members),
-        "mean_response_ids": sum(len(m["response_ids"]) for m in members) / len(members),
-    }
-    manifest["has_logprobs"] = all(m["response_logprobs"] is not None for m in members)
+    manifest["lengths"] = {"max_prompt_ids": prompt_max, "max_response_ids": response_max,
+                           "mean_response_ids": response_total / max(members, 1)}
+    manifest["has_logprobs"] = all_logprobs
     manifest["complete"] = True
     store.write_json(set_dir / store.MANIFEST_NAME, manifest)
     return manifest

@@ -162,13 +162,14 @@ def set_statistics(results: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def write_outputs(set_dir: Path, results: dict[int, list[dict[str, Any]]]) -> None:
-    """members.arrow (responses + rewards) and train.parquet (rows naming the sgpo_offline agent loop)."""
-    responses = store.read_arrow(set_dir / store.RESPONSES_NAME).to_pylist()
-    for member in responses:
-        result = results[member[store.ROW_COLUMN]][member["member"]]
-        member["reward_score"] = float(result["reward_score"])
-        member["reward_extra_info"] = json.dumps(result["reward_extra_info"])
-    store.write_arrow(set_dir / store.MEMBERS_NAME, pa.Table.from_pylist(responses, schema=store.MEMBERS_SCHEMA))
+    """members.arrow (responses + rewards, as two added columns) and train.parquet (rows naming the
+    sgpo_offline agent loop)."""
+    responses = store.read_arrow(set_dir / store.RESPONSES_NAME)
+    keys = zip(responses.column(store.ROW_COLUMN).to_pylist(), responses.column("member").to_pylist())
+    chosen = [results[row][member] for row, member in keys]
+    members = responses.append_column("reward_score", pa.array([float(r["reward_score"]) for r in chosen], pa.float64()))
+    members = members.append_column("reward_extra_info", pa.array([json.dumps(r["reward_extra_info"]) for r in chosen], pa.string()))
+    store.write_arrow(set_dir / store.MEMBERS_NAME, members.cast(store.MEMBERS_SCHEMA))
     prompts = pq.read_table(set_dir / store.PROMPTS_NAME)
     agents = prompts.schema.get_field_index(store.AGENT_COLUMN)
     train = prompts.set_column(agents, store.AGENT_COLUMN, pa.array([store.OFFLINE_AGENT] * prompts.num_rows, pa.string()))
@@ -199,9 +200,11 @@ async def judge_set_async(set_dir: Path, settings: RewardSettings, concurrency: 
     done = read_results(results_path)
     tokenizer = AutoTokenizer.from_pretrained(manifest["model"])
     rows = pq.read_table(set_dir / store.PROMPTS_NAME).to_pylist()
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for member in store.read_arrow(set_dir / store.RESPONSES_NAME).to_pylist():
-        groups.setdefault(member[store.ROW_COLUMN], []).append(member)
+    # the responses stay memory-mapped; a group's token ids are read only while it is graded
+    responses = store.read_arrow(set_dir / store.RESPONSES_NAME)
+    groups: dict[int, list[int]] = {}
+    for position, row in enumerate(responses.column(store.ROW_COLUMN).to_pylist()):
+        groups.setdefault(row, []).append(position)
     pending = [row for row in sorted(groups) if row not in done]
 
     grader = OutcomeGrader(settings.grader)
@@ -213,7 +216,7 @@ async def judge_set_async(set_dir: Path, settings: RewardSettings, concurrency: 
 
     async def one(row: int, handle: Any) -> None:
         async with gate:
-            members = sorted(groups[row], key=lambda m: m["member"])
+            members = sorted(responses.take(pa.array(groups[row])).to_pylist(), key=lambda m: m["member"])
             trajectories = group_trajectories(rows[row], members, tokenizer, settings, response_length)
             results = await grade_group(trajectories, settings, grader, judge)
         handle.write(json.dumps({store.ROW_COLUMN: row, "results": results}) + "\n")
