@@ -47,3 +47,18 @@ def tiny_main_job(tmp_path_factory) -> dict:
         ]
         completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     return {"run_dir": run_dir, "dump_dir": dump_dir, "completed": completed, "command": command}
+
+
+def readable_id(text: str) -> str:
+    """A parametrize id without backslashes or control characters. pytest escapes those in node ids and
+    then cannot select a test by its own node id, which mutmut does for every mutant (exit 4, a runner
+    error that mutmut 3.8.1 labels "timeout"; docs/mutation_testing.md)."""
+    return text.replace("\\", "/").replace("\n", "|").replace("\r", "|").replace("\t", " ")
+
+
+def pytest_make_parametrize_id(config, val, argname):
+    if isinstance(val, bytes):
+        return "bytes-" + readable_id(val.decode("ascii", errors="replace"))
+    if isinstance(val, str) and readable_id(val) != val:
+        return readable_id(val)
+    return None

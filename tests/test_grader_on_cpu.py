@@ -186,8 +186,10 @@ def short_timeout_grader():
 
 
 def _row_id(row):
+    from conftest import readable_id
+
     response, truth, expected = row
-    return f"{response[:40]}|{truth}|{expected}"
+    return readable_id(f"{response[:40]}|{truth}|{expected}")
 
 
 # --------------------------------------------------------------------------------------------------

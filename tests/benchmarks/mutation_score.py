@@ -8,7 +8,7 @@ For each module it runs `mutmut run --max-children 1 "<module>.*"` from the repo
 process: the CPU is shared), using the [tool.mutmut] section of pyproject.toml, then prints one table row
 per module from the verdicts mutmut stored under mutants/:
 
-    score = (killed + timeout) / (mutants - not checked)        in percent
+    score = (killed + timeout) / (mutants - not checked - runner errors)        in percent
 
 A timeout counts as killed (the mutant made a test exceed its CPU-time limit, which the suite reports as a
 failure). Mutants of a module that mutmut already judged are not rerun unless the module or its tests
@@ -47,7 +47,10 @@ VERDICT_BY_EXIT_CODE = {
     0: "survived",
     5: "no tests", 33: "no tests",
     34: "skipped",
-    36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
+    36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
+    # mutmut 3.8.1 also labels 255 "timeout", but it is its test runner failing (an exception, e.g. pytest's
+    # exit 4 for a test id that no longer exists in stale mutmut-stats.json): no test ran, nothing was detected.
+    255: "runner error",
     -11: "segfault", -9: "segfault",
     None: "not checked",
 }
@@ -72,9 +75,16 @@ def verdicts(module: str) -> dict[str, str]:
 
 
 def run_module(module: str) -> int:
-    """Run mutmut over one module's mutants with one worker; its exit status."""
-    command = [str(MUTMUT), "run", "--max-children", "1", f"{module}.*"]
-    print("$", " ".join(command), flush=True)
+    """Run mutmut over one module's mutants with one worker; its exit status. mutmut skips mutants it has a
+    verdict for, so the module's runner errors are then run again by name (mutmut re-runs named mutants)."""
+    status = run_mutants([f"{module}.*"])
+    retry = [name for name, verdict in verdicts(module).items() if verdict == "runner error"]
+    return run_mutants(retry) if retry else status
+
+
+def run_mutants(names: list[str]) -> int:
+    command = [str(MUTMUT), "run", "--max-children", "1", *names]
+    print("$", " ".join(command[:6]), "..." if len(command) > 6 else "", flush=True)
     return subprocess.run(command, cwd=REPO_ROOT, env=single_threaded_environment(), check=False).returncode
 
 
@@ -95,9 +105,10 @@ def report(modules: list[str]) -> None:
     for module in modules:
         by_mutant = verdicts(module)
         counts = Counter(by_mutant.values())
-        checked = len(by_mutant) - counts["not checked"]
+        # a runner error ran no test: unknown, like "not checked" (listed below, to be re-run)
+        checked = len(by_mutant) - counts["not checked"] - counts["runner error"]
         detected = sum(counts[v] for v in DETECTED)
-        other = checked - detected - counts["survived"]
+        other = checked - detected - counts["survived"] + counts["runner error"]
         score = f"{100 * detected / checked:.1f} %" if checked else "n/a"
         print(f"| {module} | {len(by_mutant)} | {counts['killed']} | {counts['timeout']} | {counts['survived']}"
               f" | {counts['not checked']} | {other} | {score} |")
