@@ -4,7 +4,7 @@ The paper reports offline as well as online training but does not define "offlin
 the responses to the training prompts are generated once by a fixed model (the starting policy or any
 other), graded and judged once with the very grader and judge of the online reward manager, stored, and
 the policy is then trained on that fixed set with ``python -m verl.trainer.main_ppo``. The judge never sits
-in the training loop, and a run is exactly reproducible from the stored set.
+in the training loop, and every training run on a set sees exactly the same responses and rewards.
 
 Three commands (``python -m recipe.sgpo.offline --help``)::
 
