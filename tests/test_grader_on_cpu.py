@@ -741,3 +741,34 @@ def test_compute_score_through_verls_loader():
 def test_compute_score_async():
     result = asyncio.run(compute_score_async("sgpo/math500", "\\boxed{\\dfrac{3}{6}}", "0.5"))
     assert result["acc"] is True and result["score"] == 1.0
+
+
+def test_reference_answers_are_normalised_as_datasets_store_them():
+    # Survivors of mutation testing (docs/mutation_testing.md): dollar-wrapped, empty and boxed references.
+    from reward.answers import reference_answer
+
+    assert reference_answer("$5$") == "5" and reference_answer("$$x^2$$") == "x^2"
+    assert reference_answer("$5") == "$5"  # one dollar sign is not a wrapper
+    assert reference_answer("$$") is None and reference_answer("  ") is None
+    assert reference_answer("The answer is \\boxed{12}.") == "12"
+    assert reference_answer("\\boxed{}") is None  # an empty box is no reference, not some other text
+    assert reference_answer(7) == "7" and reference_answer(2.5) == "2.5"
+    assert reference_answer(True) is None and reference_answer(None) is None and reference_answer(["5"]) is None
+
+
+def test_last_boxed_takes_the_last_box_anywhere_whatever_its_length():
+    # A reference solution's box is read with no think rule and no length cap (unlike a response's answer).
+    from reward.answers import DEFAULT_MAX_ANSWER_CHARS, last_boxed
+
+    assert last_boxed("<think>\\boxed{4}") == "4"
+    assert last_boxed("\\boxed{3}</think> then \\boxed{4}") == "4"
+    long_answer = "1" * (2 * DEFAULT_MAX_ANSWER_CHARS)
+    assert last_boxed(f"\\boxed{{{long_answer}}}") == long_answer
+    assert last_boxed("no box here") is None
+
+
+def test_a_text_wrapper_around_empty_parentheses_is_removed():
+    from reward.answers import unwrap_text_wrapper
+
+    assert unwrap_text_wrapper("\\text{()}") == "()" and unwrap_text_wrapper("\\textbf{[]}") == "[]"
+    assert unwrap_text_wrapper("\\text{east}") == "\\text{east}"
