@@ -110,6 +110,8 @@ def test_records_resume_by_whole_groups_and_skip_a_torn_line(tmp_path, policy, t
     set_dir = make_set(tmp_path, policy, tokenizer, rows, [[solution_with_error(r, 1)] * N for r in rows])
     first = {(r[store.ROW_COLUMN], r["member"]): r for r in read_records(set_dir, N)}
     assert complete_groups(set_dir, N) == {0: 0, 1: 0, 2: 0} and len(first) == 3 * N
+    # generating a finished set again with the same settings is accepted (its outputs are not settings)
+    assert prepare(set_dir, tmp_path / "source" / "train.parquet", settings_for(policy), "cpu")["complete"]
     # a later launch that regenerated row 1 does not replace the first complete group; a half group and a
     # torn line (a process killed mid-write) are ignored
     later = set_dir / store.GENERATION_DIR / "launch-1" / "records-x.jsonl"

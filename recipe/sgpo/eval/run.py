@@ -92,17 +92,8 @@ class Benchmark:
 
 def check_benchmark(path: Path) -> Benchmark:
     """A data_prep parquet with one data_source; anything else is refused with the fix."""
-    path = Path(path).resolve()
     fix = "write benchmarks with `python -m data_prep write benchmarks --template <qwen_math|boxed> --out data/<root>`"
-    if not path.is_file():
-        raise EvalInputError(f"benchmark {path}: no such file; {fix}")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as error:  # pyarrow raises several types for a non-parquet file
-        raise EvalInputError(f"benchmark {path}: not a parquet file ({error}); {fix}") from None
-    if not schema.remove_metadata().equals(ROW_SCHEMA):
-        missing = sorted(set(ROW_SCHEMA.names) - set(schema.names))
-        raise EvalInputError(f"benchmark {path}: not our row schema (data_prep/schema.py; missing columns {missing}, or other types); {fix}")
+    path = check_row_file(path, "benchmark", fix, EvalInputError)
     sources = set(pq.read_table(path, columns=["data_source"]).column("data_source").to_pylist())
     if len(sources) != 1 or not next(iter(sources)).startswith(DATA_SOURCE_PREFIX):
         raise EvalInputError(f"benchmark {path}: data_source {sorted(sources)}, expected one 'sgpo/<name>' per file; {fix}")
@@ -115,14 +106,35 @@ def check_benchmark(path: Path) -> Benchmark:
     return Benchmark(next(iter(sources)).removeprefix(DATA_SOURCE_PREFIX), path, rows, digest, manifest)
 
 
+def check_row_file(path: Path, label: str, fix: str, error: type[ValueError]) -> Path:
+    """``path``, resolved, when it is a parquet file with our row schema (data_prep/schema.py); else ``error``
+    naming it as ``label`` and the ``fix``. Shared by the evaluation and offline SGPO."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise error(f"{label} {path}: no such file; {fix}")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as problem:  # pyarrow raises several types for a non-parquet file
+        raise error(f"{label} {path}: not a parquet file ({problem}); {fix}") from None
+    if not schema.remove_metadata().equals(ROW_SCHEMA):
+        missing = sorted(set(ROW_SCHEMA.names) - set(schema.names))
+        raise error(f"{label} {path}: not our row schema (data_prep/schema.py; missing columns {missing}, or other types); {fix}")
+    return path
+
+
 def prompt_token_counts(benchmark: Benchmark, tokenizer_source: str, revision: str | None = None) -> list[int]:
-    """Tokens of each row's prompt as verl counts them for ``data.filter_overlong_prompts`` (verl 0.9.1
-    ``RLHFDataset.maybe_filter_out_long_prompts``: the chat template applied with the generation prompt)."""
+    """Tokens of each row's prompt as verl counts them (:func:`chat_prompt_token_counts`)."""
     from transformers import AutoTokenizer
-    from verl.utils.tokenizer import normalize_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=revision)
-    prompts = pq.read_table(benchmark.path, columns=["prompt"]).column("prompt").to_pylist()
+    return chat_prompt_token_counts(tokenizer, pq.read_table(benchmark.path, columns=["prompt"]).column("prompt").to_pylist())
+
+
+def chat_prompt_token_counts(tokenizer: Any, prompts: Sequence[Any]) -> list[int]:
+    """Tokens of each chat prompt as verl counts them for ``data.filter_overlong_prompts`` (verl 0.9.1
+    ``RLHFDataset.maybe_filter_out_long_prompts``: the chat template applied with the generation prompt)."""
+    from verl.utils.tokenizer import normalize_token_ids
+
     return [len(normalize_token_ids(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)))
             for prompt in prompts]
 
@@ -236,12 +248,17 @@ def preflight(options: EvalOptions, overrides: Sequence[str]) -> None:
         raise EvalInputError(f"the trainer config was refused by recipe.sgpo.preflight:\n{completed.stdout[-3000:]}{completed.stderr[-2000:]}")
 
 
+def differing_keys(previous: dict[str, Any], new: dict[str, Any], ignored: Sequence[str] = ()) -> list[str]:
+    """Keys whose values differ between two protocols (a key missing on one side differs), sorted."""
+    return sorted(k for k in set(previous) | set(new) if k not in ignored and previous.get(k) != new.get(k))
+
+
 def check_protocol(out: Path, protocol: dict[str, Any]) -> None:
     """Write protocol.json, or refuse when the folder holds a different protocol."""
     path = out / PROTOCOL_NAME
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = sorted(key for key in set(previous) | set(protocol) if previous.get(key) != protocol.get(key))
+        changed = differing_keys(previous, protocol)
         if changed:
             raise EvalInputError(f"{out} holds an evaluation with another protocol (differs in {changed}); give a new --out, "
                                  "or delete the folder to start over")

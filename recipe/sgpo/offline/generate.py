@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data_prep.schema import ROW_SCHEMA
 from data_prep.sources import sha256_of
 from recipe.sgpo.offline import store
 from recipe.sgpo.offline.store import OfflineSetError
@@ -95,25 +94,10 @@ def compose(platform: str, overrides: Sequence[str]) -> Any:
 
 def check_source(path: Path) -> Path:
     """A data_prep training parquet (our row schema); anything else is refused with the fix."""
-    path = Path(path).resolve()
-    fix = "write training data with `python -m data_prep write <dataset> --out data/<root>`"
-    if not path.is_file():
-        raise OfflineSetError(f"--data {path}: no such file; {fix}")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as error:  # pyarrow raises several types for a non-parquet file
-        raise OfflineSetError(f"--data {path}: not a parquet file ({error}); {fix}") from None
-    if not schema.remove_metadata().equals(ROW_SCHEMA):
-        raise OfflineSetError(f"--data {path}: not our row schema (data_prep/schema.py); {fix}")
-    return path
+    from recipe.sgpo.eval.run import check_row_file
 
-
-def prompt_token_counts(tokenizer: Any, prompts: list[Any]) -> list[int]:
-    """Tokens of each prompt as verl counts them (the chat template with the generation prompt)."""
-    from verl.utils.tokenizer import normalize_token_ids
-
-    return [len(normalize_token_ids(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)))
-            for p in prompts]
+    return check_row_file(path, "--data", "write training data with `python -m data_prep write <dataset> --out data/<root>`",
+                          OfflineSetError)
 
 
 def build_manifest(source: Path, settings: GenerationSettings, tokenizer: Any, rows: int,
@@ -132,25 +116,25 @@ def build_manifest(source: Path, settings: GenerationSettings, tokenizer: Any, r
     }
 
 
-def _same_protocol(previous: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
-    """Keys that decide the responses and differ (lengths and versions are outputs or informational)."""
-    ignored = {"lengths", "versions", "complete"}
-    return sorted(k for k in set(previous) | set(manifest) if k not in ignored and previous.get(k) != manifest.get(k))
+#: Manifest keys that are outputs or informational: a resumed generation may differ in them.
+UNCHECKED_MANIFEST_KEYS = ("lengths", "versions", "complete", "has_logprobs")
 
 
 def prepare(set_dir: Path, source: Path, settings: GenerationSettings, platform: str) -> dict[str, Any]:
     """Write (or check, when resuming) manifest.json and prompts.parquet; returns the manifest."""
     from transformers import AutoTokenizer
 
+    from recipe.sgpo.eval.run import chat_prompt_token_counts, differing_keys
+
     tokenizer = AutoTokenizer.from_pretrained(settings.model)
     table = pq.read_table(source)
-    counts = prompt_token_counts(tokenizer, table.column("prompt").to_pylist())
+    counts = chat_prompt_token_counts(tokenizer, table.column("prompt").to_pylist())
     overlong = [row for row, count in enumerate(counts) if count > settings.max_prompt_length]
     manifest = build_manifest(source, settings, tokenizer, table.num_rows - len(overlong), overlong, platform)
     manifest_path = set_dir / store.MANIFEST_NAME
     if manifest_path.is_file():
         previous = json.loads(manifest_path.read_text())
-        changed = _same_protocol(previous, manifest)
+        changed = differing_keys(previous, manifest, UNCHECKED_MANIFEST_KEYS)
         if changed:
             raise OfflineSetError(f"{manifest_path}: this set was generated with other settings (differs in {changed}); "
                                   "give a new --out, or delete the folder to start over")
@@ -318,8 +302,7 @@ def finish(set_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     n = int(manifest["n"])
     prompt_max = response_max = response_total = members = 0
     all_logprobs = True
-    temporary = set_dir / (store.RESPONSES_NAME + ".tmp")
-    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, store.RESPONSES_SCHEMA) as writer:
+    with store.arrow_writer(set_dir / store.RESPONSES_NAME, store.RESPONSES_SCHEMA) as writer:
         batch: list[dict[str, Any]] = []
         for record in read_records(set_dir, n):
             prompt_max = max(prompt_max, len(record["prompt_ids"]))
@@ -333,7 +316,6 @@ def finish(set_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 batch = []
         if batch:
             writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=store.RESPONSES_SCHEMA))
-    temporary.replace(set_dir / store.RESPONSES_NAME)
     manifest = dict(manifest)
     manifest["lengths"] = {"max_prompt_ids": prompt_max, "max_response_ids": response_max,
                            "mean_response_ids": response_total / max(members, 1)}

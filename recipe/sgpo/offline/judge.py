@@ -122,10 +122,12 @@ def read_results(path: Path) -> dict[int, list[dict[str, Any]]]:
 
 
 def check_protocol(judge_dir: Path, protocol: dict[str, Any]) -> None:
+    from recipe.sgpo.eval.run import differing_keys
+
     path = judge_dir / store.JUDGE_PROTOCOL_NAME
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = sorted(k for k in set(previous) | set(protocol) if previous.get(k) != protocol.get(k))
+        changed = differing_keys(previous, protocol)
         if changed:
             raise OfflineSetError(f"{path}: this set was judged with another protocol (differs in {changed}); delete "
                                   f"{judge_dir} to judge it again, or generate a new set")
@@ -173,9 +175,8 @@ def write_outputs(set_dir: Path, results: dict[int, list[dict[str, Any]]]) -> No
     prompts = pq.read_table(set_dir / store.PROMPTS_NAME)
     agents = prompts.schema.get_field_index(store.AGENT_COLUMN)
     train = prompts.set_column(agents, store.AGENT_COLUMN, pa.array([store.OFFLINE_AGENT] * prompts.num_rows, pa.string()))
-    temporary = set_dir / (store.TRAIN_NAME + ".tmp")
-    pq.write_table(train, temporary)
-    temporary.replace(set_dir / store.TRAIN_NAME)
+    with store.replacing(set_dir / store.TRAIN_NAME) as temporary:
+        pq.write_table(train, temporary)
 
 
 async def judge_set_async(set_dir: Path, settings: RewardSettings, concurrency: int = DEFAULT_GROUP_CONCURRENCY,

@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -88,20 +89,36 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON through a temporary name (a reader never sees half a file)."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; it replaces ``path`` only when the block succeeds
+    (a reader never sees half a file, and a failed write leaves the old file and no temporary one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(temporary, path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON, whole (:func:`replacing`)."""
+    with replacing(path) as temporary:
+        temporary.write_text(json.dumps(value, indent=1, sort_keys=True))
+
+
+@contextmanager
+def arrow_writer(path: Path, schema: pa.Schema) -> Iterator[Any]:
+    """An Arrow IPC file writer of ``path``, written whole (:func:`replacing`)."""
+    with replacing(path) as temporary, pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        yield writer
 
 
 def write_arrow(path: Path, table: pa.Table) -> None:
-    """Write an Arrow IPC file through a temporary name."""
-    temporary = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    """Write an Arrow IPC file, whole."""
+    with arrow_writer(path, table.schema) as writer:
         writer.write_table(table)
-    os.replace(temporary, path)
 
 
 def read_arrow(path: Path) -> pa.Table:
