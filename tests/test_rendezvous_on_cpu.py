@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
-from reward.rendezvous import ALL_NEGATIVE, INCOMPLETE, MIXED, GroupRendezvous
+from reward.rendezvous import (
+    ALL_NEGATIVE,
+    INCOMPLETE,
+    MIXED,
+    GroupRendezvous,
+    GroupRendezvousActor,
+    get_group_rendezvous,
+    report_outcome,
+)
 
 
 def run(coroutine):
@@ -185,3 +193,96 @@ def test_a_sweep_keeps_recently_seen_groups_and_later_reports_still_work():
     kept, later = run(scenario())
     assert kept == 2  # "recent" was seen 0.15 s ago: within retention, kept
     assert later == 3
+
+
+# --------------------------------------------------------------------------------------------------
+# The Ray host and the helpers the reward manager calls (get_group_rendezvous, report_outcome)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_actor_class_forwards_every_argument_and_reports_the_rendezvous_counts():
+    """The class Ray hosts, called directly: the member index and group size reach the rendezvous (a
+    duplicate is counted, a size mismatch is counted) and ``stats`` reports pending and tracked groups."""
+
+    async def scenario():
+        actor = GroupRendezvousActor()
+        first = asyncio.create_task(actor.report("g", False, 2, 30, member=0))
+        await asyncio.sleep(0.05)
+        waiting = await actor.stats()
+        again = asyncio.create_task(actor.report("g", False, 2, 30, member=0))  # a retry of member 0
+        await asyncio.sleep(0.05)
+        after_retry = await actor.stats()
+        last = await actor.report("g", False, 3, 30, member=1)  # states another size: counted, first kept
+        settled = await actor.stats()
+        return waiting, after_retry, settled, [await first, await again, last]
+
+    waiting, after_retry, settled, states = run(scenario())
+    assert waiting == {"pending": 1, "tracked": 1, "duplicate_reports": 0, "size_mismatches": 0}
+    assert after_retry == {"pending": 1, "tracked": 1, "duplicate_reports": 1, "size_mismatches": 0}
+    assert settled == {"pending": 0, "tracked": 1, "duplicate_reports": 1, "size_mismatches": 1}
+    assert states == [ALL_NEGATIVE] * 3
+
+
+def test_outside_ray_each_caller_gets_its_own_local_rendezvous():
+    import ray
+
+    assert not ray.is_initialized()
+    first, second = get_group_rendezvous(), get_group_rendezvous()
+    assert isinstance(first, GroupRendezvous) and isinstance(second, GroupRendezvous)
+    assert first is not second
+
+
+def test_report_outcome_passes_the_member_index_to_a_local_rendezvous():
+    """Two reports of member 0 in a group of two are one member: the group stays open until member 1."""
+
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        first = asyncio.create_task(report_outcome(rendezvous, "g", False, 2, 30, member=0))
+        retry = asyncio.create_task(report_outcome(rendezvous, "g", False, 2, 30, member=0))
+        await asyncio.sleep(0.05)
+        still_open = rendezvous.pending_groups()
+        last = await report_outcome(rendezvous, "g", False, 2, 30, member=1)
+        return still_open, [await first, await retry, last]
+
+    still_open, states = run(scenario())
+    assert still_open == 1
+    assert states == [ALL_NEGATIVE] * 3
+
+
+def test_report_outcome_with_a_mixed_group_returns_at_once_for_the_correct_member():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        return await asyncio.wait_for(report_outcome(rendezvous, "g", True, 4, 30, member=2), timeout=5)
+
+    assert run(scenario()) == MIXED
+
+
+def test_in_a_ray_job_every_reward_worker_shares_one_named_actor():
+    """With Ray started, two callers (two reward workers) get the same named actor: members reported
+    through either handle settle one group, and many members can wait at once. Not marked slow on purpose:
+    a one-CPU local Ray starts in about 5 s here, and this is the only fast test of the path a training
+    job takes (mutation testing runs the fast tests only)."""
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        first, second = get_group_rendezvous(), get_group_rendezvous()
+        assert not isinstance(first, GroupRendezvous)
+        size = 40  # more members waiting at once than a default Ray async actor's concurrency of 1 would serve
+
+        async def scenario():
+            handles = [first, second]
+            waiting = [asyncio.create_task(report_outcome(handles[i % 2], "g", False, size, 60, member=i))
+                       for i in range(size - 1)]
+            await asyncio.sleep(0.5)
+            last = await report_outcome(second, "g", False, size, 60, member=size - 1)
+            mixed = await report_outcome(first, "h", True, size, 60, member=0)
+            return [await task for task in waiting] + [last], mixed
+
+        states, mixed = asyncio.run(asyncio.wait_for(scenario(), timeout=90))
+        assert states == [ALL_NEGATIVE] * size
+        assert mixed == MIXED
+        stats = ray.get(first.stats.remote(), timeout=30)
+        assert stats == {"pending": 0, "tracked": 2, "duplicate_reports": 0, "size_mismatches": 0}
+    finally:
+        ray.shutdown()
