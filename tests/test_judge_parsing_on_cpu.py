@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from reward.judge.failures import EMPTY_RESPONSE, OUT_OF_RANGE, PARSE_ERROR, JudgeFailure
-from reward.judge.prompt import PromptTemplate, escape_quoted, parse_verdict, strip_reasoning
+from reward.judge.prompt import PROMPTS_DIR, PromptTemplate, escape_quoted, parse_verdict, strip_reasoning
 from reward.judge.steps import segment_response
 
 
@@ -131,6 +131,34 @@ def test_custom_template_file_must_have_every_section(tmp_path):
     bad = tmp_path / "mine.txt"
     bad.write_text("=== user ===\n{problem}\n")
     with pytest.raises(ValueError, match="reference_solution"):
+        PromptTemplate.load(path=bad)
+
+
+def test_the_default_template_is_v1_and_a_custom_file_is_named_by_its_stem(tmp_path):
+    default = PromptTemplate.load()
+    assert default.version == "v1" and default.sha256 == PromptTemplate.load("v1").sha256
+    custom = tmp_path / "my_judge.txt"
+    custom.write_text((PROMPTS_DIR / "step_judge_v1.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    assert PromptTemplate.load(path=custom).version == "my_judge"
+    assert PromptTemplate.load("v1", path=custom).version == "my_judge"  # the file, not the version, names it
+
+
+def test_a_section_keeps_its_own_indentation_and_edge_characters(tmp_path):
+    """Only the newlines around a section are its frame; spaces and text at its edges are the author's."""
+    custom = tmp_path / "indented.txt"
+    custom.write_text("=== user ===\n    X {problem} {reference} {steps} X\n"
+                      "=== reference_solution ===\n  {solution} ({answer})\n"
+                      "=== reference_answer_only ===\nX{answer}X\n=== no_reference ===\nnone\n", encoding="utf-8")
+    template = PromptTemplate.load(path=custom)
+    assert template.sections["user"] == "    X {problem} {reference} {steps} X"
+    assert template.sections["reference_solution"] == "  {solution} ({answer})"
+    assert template.sections["reference_answer_only"] == "X{answer}X"
+
+
+def test_a_custom_file_missing_several_sections_names_them_all(tmp_path):
+    bad = tmp_path / "partial.txt"
+    bad.write_text("=== user ===\n{problem}\n=== reference_solution ===\n{solution}\n")
+    with pytest.raises(ValueError, match="lacks the section\\(s\\) reference_answer_only, no_reference "):
         PromptTemplate.load(path=bad)
 
 

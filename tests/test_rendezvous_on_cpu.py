@@ -223,6 +223,38 @@ def test_the_actor_class_forwards_every_argument_and_reports_the_rendezvous_coun
     assert states == [ALL_NEGATIVE] * 3
 
 
+def test_the_actor_class_keeps_groups_apart_and_settles_a_correct_member_at_once():
+    """The uid and the outcome reach the rendezvous: a correct member of another group returns ``mixed``
+    at once and leaves a waiting group open."""
+
+    async def scenario():
+        actor = GroupRendezvousActor()
+        waiting = asyncio.create_task(actor.report("g", False, 2, 30, member=0))
+        await asyncio.sleep(0.05)
+        other = await asyncio.wait_for(actor.report("h", True, 2, 30, member=0), timeout=5)
+        still_open = (await actor.stats())["pending"]
+        last = await actor.report("g", False, 2, 30, member=1)
+        return other, still_open, [await waiting, last]
+
+    other, still_open, states = run(scenario())
+    assert other == MIXED
+    assert still_open == 1
+    assert states == [ALL_NEGATIVE, ALL_NEGATIVE]
+
+
+def test_report_outcome_keeps_groups_apart():
+    async def scenario():
+        rendezvous = GroupRendezvous()
+        waiting = asyncio.create_task(report_outcome(rendezvous, "g", False, 2, 30, member=0))
+        await asyncio.sleep(0.05)
+        other = await asyncio.wait_for(report_outcome(rendezvous, "h", True, 2, 30, member=0), timeout=5)
+        last = await report_outcome(rendezvous, "g", False, 2, 30, member=1)
+        return other, [await waiting, last]
+
+    other, states = run(scenario())
+    assert (other, states) == (MIXED, [ALL_NEGATIVE, ALL_NEGATIVE])
+
+
 def test_outside_ray_each_caller_gets_its_own_local_rendezvous():
     import ray
 
@@ -259,30 +291,39 @@ def test_report_outcome_with_a_mixed_group_returns_at_once_for_the_correct_membe
 
 def test_in_a_ray_job_every_reward_worker_shares_one_named_actor():
     """With Ray started, two callers (two reward workers) get the same named actor: members reported
-    through either handle settle one group, and many members can wait at once. Not marked slow on purpose:
-    a one-CPU local Ray starts in about 5 s here, and this is the only fast test of the path a training
-    job takes (mutation testing runs the fast tests only)."""
+    through either handle settle one group, a retried member is counted once, more members than a Ray
+    async actor's default concurrency (1,000) wait at once (a 7B launch script's batch is 128 × 8 = 1,024
+    responses), and the actor takes no CPU from the job's workers. Not marked slow on purpose: a one-CPU
+    local Ray starts in about 5 s here, and this is the only fast test of the path a training job takes
+    (mutation testing runs the fast tests only)."""
     import ray
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         first, second = get_group_rendezvous(), get_group_rendezvous()
         assert not isinstance(first, GroupRendezvous)
-        size = 40  # more members waiting at once than a default Ray async actor's concurrency of 1 would serve
+        size = 1_100
+
+        @ray.remote(num_cpus=1)
+        def worker_task() -> int:
+            return 1
+
+        assert ray.get(worker_task.remote(), timeout=60) == 1, "the rendezvous actor must hold no CPU"
 
         async def scenario():
             handles = [first, second]
-            waiting = [asyncio.create_task(report_outcome(handles[i % 2], "g", False, size, 60, member=i))
+            waiting = [asyncio.create_task(report_outcome(handles[i % 2], "g", False, size, 120, member=i))
                        for i in range(size - 1)]
-            await asyncio.sleep(0.5)
-            last = await report_outcome(second, "g", False, size, 60, member=size - 1)
-            mixed = await report_outcome(first, "h", True, size, 60, member=0)
-            return [await task for task in waiting] + [last], mixed
+            retry = asyncio.create_task(report_outcome(first, "g", False, size, 120, member=0))
+            await asyncio.sleep(1.0)
+            last = await report_outcome(second, "g", False, size, 120, member=size - 1)
+            mixed = await report_outcome(first, "h", True, size, 120, member=0)
+            return [await task for task in waiting] + [await retry, last], mixed
 
-        states, mixed = asyncio.run(asyncio.wait_for(scenario(), timeout=90))
-        assert states == [ALL_NEGATIVE] * size
+        states, mixed = asyncio.run(asyncio.wait_for(scenario(), timeout=150))
+        assert states == [ALL_NEGATIVE] * (size + 1)
         assert mixed == MIXED
         stats = ray.get(first.stats.remote(), timeout=30)
-        assert stats == {"pending": 0, "tracked": 2, "duplicate_reports": 0, "size_mismatches": 0}
+        assert stats == {"pending": 0, "tracked": 2, "duplicate_reports": 1, "size_mismatches": 0}
     finally:
         ray.shutdown()

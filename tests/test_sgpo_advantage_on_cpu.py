@@ -70,6 +70,18 @@ def test_all_negative_group_without_spread_gets_zero():
     assert torch.any(sequence_advantages([0.2, 0.2 + 0.5e-4, 0.2 - 0.5e-4], ["a"] * 3, min_spread=1e-5) != 0)
 
 
+def test_a_spread_exactly_at_min_spread_is_signal():
+    """The threshold is inclusive (``std >= min_spread``), as ``sgpo/all_negative/usable_signal_share``
+    counts it: a group whose graded values spread by exactly ``min_spread`` is taught."""
+    rewards = [0.25, 0.125, G0]  # v = r / c = [0.5, 0.25, g₀]
+    values = decode_rewards(torch.tensor(rewards), 0.5).graded
+    _, std, _ = group_mean_std(values, torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.bool))
+    at_threshold = float(std[0])
+    assert torch.all(sequence_advantages(rewards, ["a"] * 3, min_spread=at_threshold) != 0)
+    just_above = float(np.nextafter(np.float32(at_threshold), np.float32(1.0)))
+    assert torch.all(sequence_advantages(rewards, ["a"] * 3, min_spread=just_above) == 0)
+
+
 def test_all_negative_unjudged_group_matches_grpo_zero():
     assert torch.all(sequence_advantages([0.0, 0.0, 0.0, 0.0], ["a"] * 4) == 0)
 

@@ -32,6 +32,12 @@ One training step of verl's synchronous trainer is modelled as (all times in sec
   — forward+backward is ``6·P`` FLOPs a token, the old-log-prob pass ``2·P`` (no reference model: the
   launch scripts set ``use_kl_loss=False``); ``P`` policy parameters, ``tokens`` prompt + response tokens
   of the batch.
+* **Measured policy side** (optional run keys, for calibrating the model on a measured GRPO baseline, as
+  the CPU validation does): ``generation_s`` replaces the generation model by *static batches* — the
+  responses are generated in consecutive chunks of ``static_batch_sequences`` (one ``model.generate``
+  call each, as the CPU rollout ``recipe/cpu_backend/rollout.py`` does) and every response of chunk ``k``
+  (0-based) of ``K`` completes at ``generation_s · (k + 1) / K``; ``update_s`` replaces the update formula
+  (everything of the step outside generation: old log-probs, advantages, update, weight sync).
 
 Predicted ratio = ``T_step(schedule) / T_step(grpo)`` with the same drawn batch. Inputs and the source of
 every figure: recipe/sgpo/overhead/inputs.json; documentation and the table: docs/judge_overhead.md.
@@ -190,14 +196,12 @@ def predict(run: dict[str, Any], judge: dict[str, Any], phase: dict[str, Any], s
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     correct, lengths = draw_batch(run, phase, seed)
     n = int(run["n"])
-    policy_curve = ThroughputCurve.from_table(run["rollout_throughput"])
-    prefill_cost = float(run["prefill_cost"])
-    generation = [Request(0.0, length + prefill_cost * run["prompt_tokens"]) for length in lengths]
-    replicas = int(run["rollout_replicas"])
-    generated = serve(generation, policy_curve, replicas, replicas * int(run["rollout_max_in_flight"]))
-    graded = [t + float(run["grade_s"]) for t in generated]
-    tokens = sum(lengths) + len(lengths) * float(run["prompt_tokens"])
-    update_s = update_seconds(run["params_b"], tokens, run["gpus"], run["peak_tflops"], run["mfu"], run["ppo_epochs"])
+    graded = [t + float(run["grade_s"]) for t in generation_completions(run, lengths)]
+    if run.get("update_s") is not None:
+        update_s = float(run["update_s"])
+    else:
+        tokens = sum(lengths) + len(lengths) * float(run["prompt_tokens"])
+        update_s = update_seconds(run["params_b"], tokens, run["gpus"], run["peak_tflops"], run["mfu"], run["ppo_epochs"])
     grpo_step = max(graded) + update_s
     if schedule == "grpo":
         return StepPrediction(schedule, grpo_step, grpo_step, max(graded), update_s, 0, 0)
@@ -207,6 +211,26 @@ def predict(run: dict[str, Any], judge: dict[str, Any], phase: dict[str, Any], s
     rollout = max([*graded, *(t for t in finished if not math.isnan(t))])
     used = sum(1 for r in requests if math.isinf(r.cancel_s))
     return StepPrediction(schedule, rollout + update_s, grpo_step, rollout, update_s, used + wasted, wasted)
+
+
+def generation_completions(run: dict[str, Any], lengths: list[float]) -> list[float]:
+    """When each response (group-major order) finishes generating, in seconds from the step's start.
+
+    Measured static batches when the run gives ``generation_s`` (chunk ``k`` of ``K`` of
+    ``static_batch_sequences`` responses completes at ``generation_s · (k + 1) / K``), else the
+    processor-sharing model of the rollout replicas on ``rollout_throughput``.
+    """
+    if run.get("generation_s") is not None:
+        chunk = int(run["static_batch_sequences"])
+        if chunk < 1:
+            raise ValueError(f"static_batch_sequences must be at least 1, got {chunk}")
+        chunks = math.ceil(len(lengths) / chunk)
+        return [float(run["generation_s"]) * (i // chunk + 1) / chunks for i in range(len(lengths))]
+    prefill_cost = float(run["prefill_cost"])
+    generation = [Request(0.0, length + prefill_cost * run["prompt_tokens"]) for length in lengths]
+    replicas = int(run["rollout_replicas"])
+    curve = ThroughputCurve.from_table(run["rollout_throughput"])
+    return serve(generation, curve, replicas, replicas * int(run["rollout_max_in_flight"]))
 
 
 def judge_requests(correct: list[bool], lengths: list[float], graded: list[float], n: int, run: dict[str, Any],
