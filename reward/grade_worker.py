@@ -26,7 +26,7 @@ calls math-verify, and decided by a stricter rule (the ``rule`` in the reply):
   otherwise wrong. An answer that writes no base is read in the reference's base (math-verify decides).
 - ``unit`` — units are dropped with their exponents (``5\\text{cm}^3`` equals ``5\\text{cm}^2``). When
   both answers name units (``\\text{…}``, ``\\mathrm{…}``, ``\\mbox{…}``), their unit exponents other
-  than 1 must be the same multiset; otherwise wrong. An answer without units is still accepted
+  than 1 (``^2``, ``^{2}`` or ``²``) must be the same multiset; otherwise wrong. An answer without units is still accepted
   (``5`` equals ``5\\text{ cm}``, math-verify's choice).
 - ``strict`` — the parse of either answer is not faithful to its LaTeX: it *lost content* (a letter or
   subscripted symbol of the text appears in no symbol of the parsed expression, e.g.
@@ -73,9 +73,10 @@ _reference_cache: OrderedDict[str, list] = OrderedDict()
 # -- number bases: `41_7`, `1011_{2}`, `A3_{16}` (a run of digits/capitals with at least one digit)
 _NUMBER_BASE = re.compile(r"(?<![A-Za-z0-9\\])[0-9A-F]*[0-9][0-9A-F]*\s*_\s*(?:\{\s*(\d+)\s*\}|(\d))")
 
-# -- units: `\text{ cm}^2`, `\mathrm{m^{3}}`, `\mbox{cm}`; group 1 the name, 2/3 an inner/outer exponent
+# -- units: `\text{ cm}^2`, `\mathrm{m^{3}}`, `\mbox{cm}`, `\text{cm²}`; group 1 the name (with a Unicode
+#    exponent if written so), 2/3 an inner/outer exponent
 _UNIT = re.compile(
-    r"\\(?:text|textrm|mathrm|mbox|rm)\s*\{\s*([A-Za-z][A-Za-z ]*?)\s*(?:\^\s*(\{[^{}]*\}|\d))?\s*\}"
+    r"\\(?:text|textrm|mathrm|mbox|rm)\s*\{\s*([A-Za-z][A-Za-z \u00b2\u00b3]*?)\s*(?:\^\s*(\{[^{}]*\}|\d))?\s*\}"
     r"(?:\s*\^\s*(\{[^{}]*\}|\d))?"
 )
 _UNICODE_EXPONENTS = {"\u00b2": "2", "\u00b3": "3"}  # `\text{cm²}`
