@@ -162,6 +162,14 @@ def test_canonical_answer_is_conservative():
     assert exact_verdict("1" * 200, "1" * 199 + "2") is None  # too long for the integer path
 
 
+def test_canonical_answer_strips_dollars_and_periods_only_where_they_frame_the_answer():
+    assert canonical_answer("$5$ .") == "5", "a period after the closing dollar, then the dollars"
+    assert canonical_answer("$$5$$") == "5" and canonical_answer("$$") == ""
+    assert canonical_answer("5$") == "5$" and canonical_answer("$5") == "$5", "an unpaired dollar is content"
+    assert canonical_answer("5\\.") == "5\\.", "an escaped period is content"
+    assert canonical_answer("1\t\n 2") == "1 2", "any run of whitespace between digits is one space"
+
+
 @pytest.mark.parametrize(
     "answer, unwrapped",
     [

@@ -91,3 +91,46 @@ def test_cli_names_a_broken_input_table_and_prints_no_table(tmp_path, inputs):
                           text=True)
     assert done.returncode == 2 and done.stdout == ""
     assert str(path) in done.stderr and "rollout_throughput" in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration on measured policy timings (the CPU validation, tests/benchmarks/validate_overhead_cpu.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def measured_run(**changes):
+    """A run row with the measured policy side: 2 groups of 2, static batches of 2 responses."""
+    run = {"train_batch_size": 2, "n": 2, "generation_s": 10.0, "static_batch_sequences": 2, "update_s": 3.0,
+           "grade_s": 0.0, "response_mean_tokens": 20.0, "response_cv": 0.5, "max_response_length": 64.0,
+           "wrong_length_factor": 1.0, "judged_tokens_mean": None}
+    return {**run, **changes}
+
+
+#: A judge whose work is exactly its output tokens (prefill folded into the measured rate), 10 tok/s.
+FLAT_JUDGE = {"replicas": 1, "max_in_flight": 8, "output_tokens": 20.0, "prompt_overhead_tokens": 0.0,
+              "prefill_cost": 0.0, "throughput": {"concurrency": [1.0], "tokens_per_s": [10.0]}}
+
+
+def test_static_batches_complete_chunk_by_chunk_and_the_measured_update_is_added():
+    from recipe.sgpo.overhead import generation_completions
+
+    assert generation_completions(measured_run(), [5.0] * 4) == pytest.approx([5.0, 5.0, 10.0, 10.0])
+    assert generation_completions(measured_run(static_batch_sequences=64), [5.0] * 4) == pytest.approx([10.0] * 4)
+    grpo = predict(measured_run(), FLAT_JUDGE, {"all_negative_share": 0.5, "other_accuracy": 1.0}, "grpo")
+    assert grpo.step_s == pytest.approx(13.0) and grpo.update_s == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="static_batch_sequences"):
+        generation_completions(measured_run(static_batch_sequences=0), [5.0])
+
+
+def test_measured_judging_adds_the_judge_servers_time_after_the_static_batch():
+    # one static batch (all 4 responses at 10 s), both groups all wrong: 4 calls of 20 tokens at 10 tok/s in
+    # total take 8 s after the batch, whatever the concurrency; the step adds the measured update (3 s)
+    everything_wrong = {"all_negative_share": 1.0, "other_accuracy": 0.0}
+    one_batch = measured_run(static_batch_sequences=64)
+    for max_in_flight in (1, 8):
+        step = predict(one_batch, {**FLAT_JUDGE, "max_in_flight": max_in_flight}, everything_wrong, "after_group")
+        assert (step.judge_calls, step.wasted_calls) == (4, 0)
+        assert (step.rollout_s, step.step_s, step.grpo_step_s) == pytest.approx((18.0, 21.0, 13.0))
+    # eager sends each wrong response when it is graded: the same moment here, so the same step
+    eager = predict(one_batch, FLAT_JUDGE, everything_wrong, "eager")
+    assert eager.step_s == pytest.approx(21.0) and eager.wasted_calls == 0
