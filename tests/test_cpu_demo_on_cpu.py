@@ -37,6 +37,11 @@ def test_options_parse_and_bad_values_are_named():
         DemoOptions(min_ops=3, max_ops=1).validate()
     with pytest.raises(ValueError, match="--model must be one of arith, smollm2, tiny"):
         DemoOptions(model="gpt2").validate()
+    assert parse_args(["--judge", "llm", "--judge-url", "http://127.0.0.1:8000/v1"]).judge_url == "http://127.0.0.1:8000/v1"
+    with pytest.raises(ValueError, match="--judge-url is for --judge llm"):
+        DemoOptions(judge_url="http://127.0.0.1:8000/v1").validate()
+    with pytest.raises(ValueError, match="--judge-url must be an http"):
+        DemoOptions(judge="llm", judge_url="127.0.0.1:8000").validate()
 
 
 def test_a_relative_run_dir_is_made_absolute(tmp_path, monkeypatch):

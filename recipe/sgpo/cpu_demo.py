@@ -135,6 +135,8 @@ class DemoOptions:
         estimator: ``sgpo`` (graded all-negative groups) or ``grpo`` (the baseline: binary reward, no judge).
         steps: training steps (one batch of ``batch_size`` prompts × ``group_size`` responses each).
         judge: ``rule`` (the arithmetic task's exact step verifier) or ``llm`` (an LLM on a CPU server).
+        judge_url: with ``llm``, an OpenAI-compatible server already running (its model served as
+            :data:`JUDGE_MODEL_NAME`) instead of starting one; None: start the CPU vLLM server.
         model: ``arith`` (the project's pre-trained arithmetic policy, data_prep/arith_policy.py),
             ``smollm2`` (SmolLM2-135M-Instruct) or ``tiny`` (random tiny policy, for smoke runs).
         seed: seed of the data, the trainer and the rollout sampling.
@@ -153,6 +155,7 @@ class DemoOptions:
     estimator: str = "sgpo"
     steps: int | None = None
     judge: str = "rule"
+    judge_url: str | None = None
     model: str = DEFAULT_MODEL
     seed: int = 0
     batch_size: int | None = None
@@ -187,6 +190,10 @@ class DemoOptions:
             problems.append(f"--estimator must be sgpo or grpo, got {self.estimator!r}")
         if self.judge not in ("rule", "llm"):
             problems.append(f"--judge must be rule or llm, got {self.judge!r}")
+        if self.judge_url is not None and self.judge != "llm":
+            problems.append(f"--judge-url is for --judge llm (got --judge {self.judge})")
+        if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
+            problems.append(f"--judge-url must be an http(s) URL ending in /v1, got {self.judge_url!r}")
         if self.model not in MODEL_PROFILES:
             problems.append(f"--model must be one of {', '.join(MODEL_PROFILES)}, got {self.model!r}")
             raise ValueError("; ".join(problems))
@@ -567,8 +574,8 @@ def run(options: DemoOptions) -> int:
     train, val = prepare_data(options)
     judge_server = None
     try:
-        judge_url = None
-        if options.estimator == "sgpo" and options.judge == "llm":
+        judge_url = options.judge_url
+        if options.estimator == "sgpo" and options.judge == "llm" and judge_url is None:
             from reward.judge.cpu_server import CPUJudgeServer
 
             print("[sgpo] starting the LLM judge server on the CPU (vLLM CPU build; first time: its venv is set up)")
@@ -626,6 +633,9 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoOptions:
     parser.add_argument("--estimator", choices=("sgpo", "grpo"), default=defaults.estimator)
     parser.add_argument("--judge", choices=("rule", "llm"), default=defaults.judge,
                         help="rule: exact step verifier; llm: SmolLM2 served by a vLLM CPU server")
+    parser.add_argument("--judge-url", default=None,
+                        help=f"with --judge llm: a running OpenAI-compatible server (model served as "
+                             f"'{JUDGE_MODEL_NAME}', URL ending in /v1) instead of starting one")
     parser.add_argument("--model", choices=tuple(MODEL_PROFILES), default=defaults.model,
                         help="arith: the project's pre-trained arithmetic policy (built once, about 5 min); "
                              "smollm2: SmolLM2-135M-Instruct; tiny: random weights, smoke runs")

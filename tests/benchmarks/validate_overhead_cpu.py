@@ -3,18 +3,23 @@
     .venv/bin/python tests/benchmarks/validate_overhead_cpu.py [--out outputs/overhead_validation]
                                                                 [--judge-row FILE] [--reuse] [--steps 2]
 
-1. The judge row: ``tests/benchmarks/bench_judge_throughput.py`` (the CPU vLLM judge server's output
-   tokens/s against concurrency with the main job's capped answers), unless ``--judge-row`` gives one.
-2. Measured runs of the CPU main job (``python -m recipe.sgpo.cpu_demo``, the ``arith`` policy, the LLM
-   judge), each with its GRPO baseline of the same settings and seed (:data:`CASES`): group size, judge
-   concurrency and schedule vary; the all-negative share varies from step to step with the policy.
+One CPU vLLM judge server (SmolLM2, the main job's ``--judge llm``) is started and serves everything:
+
+1. The judge row: ``tests/benchmarks/bench_judge_throughput.py`` against it (output tokens/s against
+   concurrency with the main job's capped answers), unless ``--judge-row`` gives one.
+2. Measured runs of the CPU main job (``python -m recipe.sgpo.cpu_demo --judge-url <the server>``, the
+   ``arith`` policy), each with its GRPO baseline of the same settings and seed (:data:`CASES`): group
+   size, judge concurrency and schedule vary; the all-negative share varies from step to step with the
+   policy. The server's Prometheus counters (``/metrics``: generation tokens, finished requests) are read
+   before and after each run: their ratio is the run's mean judge answer length in tokens.
 3. For every SGPO step ``s`` the model is given only what it cannot know (all times in seconds):
 
    - from the **GRPO baseline's step s**: ``generation_s = timing_s/gen`` (the policy's static batches,
      grading included) and ``update_s = timing_s/step − gen − testing − save_checkpoint``;
    - from the **SGPO run's step s**: the batch (prompts, group size), the measured all-negative share and
-     accuracy (the model's phase), and the judge client's concurrency;
-   - the judge row of step 1.
+     accuracy (the model's phase), and the judge client's concurrency; from the whole run, the mean judge
+     answer length;
+   - the judge row's throughput table.
 
    It predicts the SGPO step (``timing_s/step`` without validation and checkpoint) and the judge calls
    (``sgpo/judge/called``, ``sgpo/judge/wasted``), and the report compares them with the measurement:
@@ -33,6 +38,7 @@ import os
 import platform
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +69,10 @@ class Case:
     judge_concurrency: int = DEFAULT_JUDGE_CONCURRENCY
     schedule: str = "after_group"
 
-    def sgpo_args(self) -> list[str]:
+    def sgpo_args(self, judge_url: str) -> list[str]:
         overrides = [f"reward.sgpo.judge.openai.max_concurrency={self.judge_concurrency}",
                      f"reward.sgpo.judge_schedule={self.schedule}"]
-        return ["--judge", "llm", *self.shape_args(), "--", *overrides]
+        return ["--judge", "llm", "--judge-url", judge_url, *self.shape_args(), "--", *overrides]
 
     def shape_args(self) -> list[str]:
         return ["--batch-size", str(self.batch_size), "--group-size", str(self.group_size)]
@@ -114,6 +120,28 @@ def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
     return args[:index], args[index + 1:]
 
 
+def server_counters(base_url: str) -> dict[str, float]:
+    """Generated tokens, prompt tokens and finished requests so far, from the vLLM server's ``/metrics``."""
+    wanted = {"vllm:generation_tokens_total": "generation_tokens", "vllm:prompt_tokens_total": "prompt_tokens",
+              "vllm:request_success_total": "requests"}
+    text = urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=30).read().decode()
+    counters = dict.fromkeys(wanted.values(), 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            counters[wanted[name]] += float(line.rsplit(" ", 1)[1])  # summed over labels (finish reasons)
+    return counters
+
+
+def answer_tokens(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean output and prompt tokens of the requests served between two counter readings."""
+    requests = after["requests"] - before["requests"]
+    if requests <= 0:
+        raise SystemExit("[validate] the judge server served no request during an SGPO run")
+    return {"requests": requests, "output_tokens": (after["generation_tokens"] - before["generation_tokens"]) / requests,
+            "prompt_tokens": (after["prompt_tokens"] - before["prompt_tokens"]) / requests}
+
+
 def outside_generation_s(step: dict[str, Any]) -> float:
     """Seconds of a step spent outside generation, validation and checkpointing (the model's update_s)."""
     return step["timing_s/step"] - step["timing_s/gen"] - step.get("timing_s/testing", 0.0) \
@@ -125,8 +153,8 @@ def compared_step_s(step: dict[str, Any]) -> float:
     return step["timing_s/step"] - step.get("timing_s/testing", 0.0) - step.get("timing_s/save_checkpoint", 0.0)
 
 
-def model_inputs(case: Case, baseline: dict[str, Any], measured: dict[str, Any], judge_row: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def model_inputs(case: Case, baseline: dict[str, Any], measured: dict[str, Any], judge_row: dict[str, Any],
+                 output_tokens: float) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(run, judge, phase) rows of the model for one measured SGPO step and its baseline step."""
     share = float(measured["sgpo/groups/all_negative_share"])
     accuracy = float(measured["sgpo/accuracy"])
@@ -139,20 +167,22 @@ def model_inputs(case: Case, baseline: dict[str, Any], measured: dict[str, Any],
         "max_response_length": float(measured["response_length/max"]), "wrong_length_factor": 1.0,
         "judged_tokens_mean": None,
     }
-    judge = {**judge_row, "max_in_flight": case.judge_concurrency}
+    judge = {**judge_row, "max_in_flight": case.judge_concurrency, "output_tokens": output_tokens}
     phase = {"all_negative_share": share,
              "other_accuracy": min(1.0, accuracy / (1.0 - share)) if share < 1.0 else 0.0}
     return run, judge, phase
 
 
-def compare(case: Case, baseline: dict[int, dict], sgpo: dict[int, dict], judge_row: dict, steps: int) -> list[dict]:
+def compare(case: Case, baseline: dict[int, dict], sgpo: dict[int, dict], judge_row: dict, tokens: dict,
+            steps: int) -> list[dict]:
     rows = []
     for step in range(1, steps + 1):
-        run, judge, phase = model_inputs(case, baseline[step], sgpo[step], judge_row)
+        run, judge, phase = model_inputs(case, baseline[step], sgpo[step], judge_row, tokens["output_tokens"])
         predicted = predict(run, judge, phase, case.schedule, seed=step)
         measured_s = compared_step_s(sgpo[step])
         rows.append({
             "case": case.name, "step": step, "all_negative_share": phase["all_negative_share"],
+            "judge_output_tokens": tokens["output_tokens"],
             "judge_concurrency": case.judge_concurrency, "schedule": case.schedule,
             "grpo_step_s": compared_step_s(baseline[step]),
             "measured_step_s": measured_s, "predicted_step_s": predicted.step_s,
@@ -167,12 +197,13 @@ def compare(case: Case, baseline: dict[int, dict], sgpo: dict[int, dict], judge_
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| setting | step | all-neg share | GRPO step s | SGPO step s measured | predicted | error | "
-             "ratio measured / predicted | judge calls measured / predicted (wasted) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| setting | step | all-neg share | judge answer tokens | GRPO step s | SGPO step s measured | "
+             "predicted | error | ratio measured / predicted | judge calls measured / predicted (wasted) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['step']} | {100 * r['all_negative_share']:.0f} % | {r['grpo_step_s']:.1f} | "
+            f"| {r['case']} | {r['step']} | {100 * r['all_negative_share']:.0f} % | {r['judge_output_tokens']:.0f} | "
+            f"{r['grpo_step_s']:.1f} | "
             f"{r['measured_step_s']:.1f} | {r['predicted_step_s']:.1f} | {100 * r['error']:+.0f} % | "
             f"{r['measured_ratio']:.2f} / {r['predicted_ratio']:.2f} | {r['measured_calls']} / {r['predicted_calls']} "
             f"({r['measured_wasted']} / {r['predicted_wasted']}) |")
@@ -193,22 +224,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    judge_path = args.judge_row or args.out / "judge_row.json"
-    if args.judge_row is None and not (args.reuse and judge_path.exists()):
-        bench = [sys.executable, str(REPO_ROOT / "tests" / "benchmarks" / "bench_judge_throughput.py"),
-                 "--out", str(judge_path)]
-        if subprocess.run(bench, cwd=REPO_ROOT).returncode != 0:
-            raise SystemExit("[validate] the judge throughput benchmark failed")
-    judge_row = json.loads(judge_path.read_text())
+    from data_prep.models import ensure_smollm2
+    from recipe.sgpo.cpu_demo import JUDGE_MODEL_NAME
+    from reward.judge.cpu_server import CPUJudgeServer
 
-    baselines: dict[str, dict] = {}
-    rows: list[dict] = []
-    for case in CASES:
-        if case.baseline not in baselines:
-            baselines[case.baseline] = ensure_run(args.out, case.baseline, ["--estimator", "grpo", *case.shape_args()],
-                                                  args.steps, args.reuse)
-        sgpo = ensure_run(args.out, case.name, case.sgpo_args(), args.steps, args.reuse)
-        rows += compare(case, baselines[case.baseline], sgpo, judge_row, args.steps)
+    judge_path = args.judge_row or args.out / "judge_row.json"
+    tokens_path = args.out / "judge_tokens.json"
+    measured_tokens = json.loads(tokens_path.read_text()) if args.reuse and tokens_path.exists() else {}
+    server = CPUJudgeServer(ensure_smollm2(), served_model_name=JUDGE_MODEL_NAME,
+                            log_path=args.out / "judge_server.log").start()
+    try:
+        if args.judge_row is None and not (args.reuse and judge_path.exists()):
+            bench = [sys.executable, str(REPO_ROOT / "tests" / "benchmarks" / "bench_judge_throughput.py"),
+                     "--base-url", server.base_url, "--out", str(judge_path)]
+            if subprocess.run(bench, cwd=REPO_ROOT).returncode != 0:
+                raise SystemExit("[validate] the judge throughput benchmark failed")
+        judge_row = json.loads(judge_path.read_text())
+        baselines: dict[str, dict] = {}
+        rows: list[dict] = []
+        for case in CASES:
+            if case.baseline not in baselines:
+                baselines[case.baseline] = ensure_run(args.out, case.baseline,
+                                                      ["--estimator", "grpo", *case.shape_args()], args.steps, args.reuse)
+            before = server_counters(server.base_url)
+            sgpo = ensure_run(args.out, case.name, case.sgpo_args(server.base_url), args.steps, args.reuse)
+            after = server_counters(server.base_url)
+            if after["requests"] > before["requests"] or case.name not in measured_tokens:
+                measured_tokens[case.name] = answer_tokens(before, after)
+                tokens_path.write_text(json.dumps(measured_tokens, indent=1) + "\n")
+            rows += compare(case, baselines[case.baseline], sgpo, judge_row, measured_tokens[case.name], args.steps)
+    finally:
+        server.stop()
 
     table = markdown(rows)
     print(table)
