@@ -297,6 +297,7 @@ class HangingEndpoint:
 
     async def __aenter__(self) -> HangingEndpoint:
         self.requests = 0
+        self.disconnects = 0  # requests whose client closed the connection before any answer
         self._server = await asyncio.start_server(self._hang, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
         return self
@@ -305,6 +306,9 @@ class HangingEndpoint:
         try:
             await reader.readuntil(b"\r\n\r\n")
             self.requests += 1
+            while await reader.read(65536):  # the body; then b"" when the client closes the connection
+                pass
+            self.disconnects += 1
             await asyncio.Event().wait()
         except asyncio.CancelledError:  # the loop shuts down: end quietly (asyncio logs a cancelled handler)
             pass
@@ -313,6 +317,37 @@ class HangingEndpoint:
 
     async def __aexit__(self, *exc) -> None:
         self._server.close()
+
+
+async def wait_until(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while not condition() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def test_a_call_every_caller_gave_up_on_closes_its_request_to_the_server():
+    """The eager schedule discards judge calls of groups that turned out mixed: the server must stop
+    working on them. A call shared by two identical callers stays open while one of them still waits."""
+
+    async def scenario():
+        async with HangingEndpoint() as endpoint:
+            judge = build_judge({"openai": {"base_url": endpoint.url, "max_retries": 0}, "deadline_s": 60})
+            request = arith("Some step of work.\n\nAnother step of work.")
+            first, second = (asyncio.ensure_future(judge.judge(request)) for _ in range(2))
+            assert await wait_until(lambda: endpoint.requests == 1)
+            first.cancel()
+            open_while_one_waits = not await wait_until(lambda: endpoint.disconnects > 0, timeout_s=0.5)
+            second.cancel()
+            closed_after_the_last = await wait_until(lambda: endpoint.disconnects == 1)
+            await asyncio.gather(first, second, return_exceptions=True)
+            await judge.aclose()
+            return endpoint.requests, open_while_one_waits, closed_after_the_last
+
+    requests, open_while_one_waits, closed_after_the_last = run(scenario())
+    assert requests == 1, "identical calls in flight share one request"
+    assert open_while_one_waits, "one caller giving up must not cancel the call the other still waits for"
+    assert closed_after_the_last, "the request must be closed once no caller waits for its verdict"
 
 
 def pathological_response(size_chars: int) -> str:

@@ -132,6 +132,10 @@ class _Attempt:
     task: asyncio.Future[_Outcome] | None = None
     #: Set as soon as the response is segmented, so a failure reports ``K`` without segmenting again.
     segmentation: Segmentation | None = None
+    #: ``judge()`` calls waiting for this attempt. When the last one gives up (its deadline, or its caller
+    #: cancelled it: the eager schedule's discarded calls), the attempt is cancelled, which closes its HTTP
+    #: request, so the judge server stops generating an answer nobody will read.
+    waiters: int = 0
 
 
 @dataclass
@@ -201,9 +205,15 @@ class StepJudge:
             self._cache.move_to_end(key)
             self.stats["cache_hits"] += 1
             return self._verdict(cached, request, latency_s=0.0, cached=True)
-        call.attempt = self._shared_attempt(key, request)
-        # Shielded: a caller that gives up does not cancel the computation other callers share.
-        outcome = await asyncio.shield(call.attempt.task)
+        call.attempt = attempt = self._shared_attempt(key, request)
+        attempt.waiters += 1
+        try:
+            # Shielded: a caller that gives up does not cancel the computation other callers share ...
+            outcome = await asyncio.shield(attempt.task)
+        finally:
+            attempt.waiters -= 1
+            if attempt.waiters == 0 and not attempt.task.done():
+                attempt.task.cancel()  # ... but the last one does: nobody is left to read the verdict
         return self._verdict(outcome, request, latency_s=time.perf_counter() - started)
 
     async def _off_loop(self, function: Callable[..., _Result], *args: object) -> _Result:
@@ -237,8 +247,8 @@ class StepJudge:
                 raise JudgeFailure(NO_STEPS, "the response has no steps")
             return _Outcome(1, segmentation, judged_steps=0, saw_whole=True)
         judged = judged_prefix(segmentation, self.config.steps.max_judged_chars)
-        # The backend's own attempts are bounded; this bound also covers a backend that hangs after every
-        # caller has given up (the task is shielded from their cancellation).
+        # The backend's own attempts are bounded; this bound is a second guard (the attempt is also cancelled
+        # when its last caller gives up).
         first_error = await asyncio.wait_for(self.backend.first_error(request, judged),
                                              timeout=self.config.deadline_s)
         if first_error is not None and not 1 <= first_error <= len(judged.steps):

@@ -22,8 +22,9 @@ One CPU vLLM judge server (SmolLM2, the main job's ``--judge llm``) is started a
    - the judge row's throughput table.
 
    It predicts the SGPO step (``timing_s/step`` without validation and checkpoint) and the judge calls
-   (``sgpo/judge/called``, ``sgpo/judge/wasted``), and the report compares them with the measurement:
-   relative step-time error (tolerance :data:`STEP_TIME_TOLERANCE`) and call counts (exact).
+   (used: ``sgpo/judge/called``; discarded by the eager schedule: ``sgpo/judge/wasted``), and the report
+   compares them with the measurement: relative step-time error (tolerance :data:`STEP_TIME_TOLERANCE`)
+   and used calls (exact); wasted calls depend on the order the grader finishes a batch in (drawn).
 
 ``--reuse`` keeps run folders that already hold the requested steps (re-analysis without re-running).
 Writes ``<out>/validation.json`` and prints a markdown table (docs/judge_overhead.md).
@@ -189,7 +190,8 @@ def compare(case: Case, baseline: dict[int, dict], sgpo: dict[int, dict], judge_
             "error": predicted.step_s / measured_s - 1.0,
             "measured_ratio": measured_s / compared_step_s(baseline[step]), "predicted_ratio": predicted.ratio,
             "measured_calls": int(round(sgpo[step].get("sgpo/judge/called", 0))),
-            "predicted_calls": predicted.judge_calls,
+            # sgpo/judge/called counts the calls whose verdict is used; wasted (eager) ones separately
+            "predicted_calls": predicted.judge_calls - predicted.wasted_calls,
             "measured_wasted": int(round(sgpo[step].get("sgpo/judge/wasted", 0))),
             "predicted_wasted": predicted.wasted_calls,
         })

@@ -36,7 +36,9 @@ One training step of verl's synchronous trainer is modelled as (all times in sec
   the CPU validation does): ``generation_s`` replaces the generation model by *static batches* — the
   responses are generated in consecutive chunks of ``static_batch_sequences`` (one ``model.generate``
   call each, as the CPU rollout ``recipe/cpu_backend/rollout.py`` does) and every response of chunk ``k``
-  (0-based) of ``K`` completes at ``generation_s · (k + 1) / K``; ``update_s`` replaces the update formula
+  (0-based) of ``K`` completes at ``generation_s · (k + 1) / K`` (in a seeded random order, spaced by
+  :data:`STATIC_BATCH_ORDER_S`: they are then graded one after another, which is what decides the eager
+  schedule's wasted calls); ``update_s`` replaces the update formula
   (everything of the step outside generation: old log-probs, advantages, update, weight sync).
 
 Predicted ratio = ``T_step(schedule) / T_step(grpo)`` with the same drawn batch. Inputs and the source of
@@ -58,6 +60,9 @@ INPUTS_PATH = Path(__file__).with_name("inputs.json")
 
 #: Schedules the model knows: the two of ``reward.sgpo.judge_schedule`` and the judge-free baseline.
 SCHEDULES = ("grpo", "after_group", "eager")
+
+#: Spacing (s) of the completion times inside one static batch: it only orders the responses.
+STATIC_BATCH_ORDER_S = 1e-6
 
 #: Work below this many decode-token equivalents counts as done (floating-point slack of the event loop).
 WORK_EPSILON = 1e-9
@@ -196,7 +201,7 @@ def predict(run: dict[str, Any], judge: dict[str, Any], phase: dict[str, Any], s
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     correct, lengths = draw_batch(run, phase, seed)
     n = int(run["n"])
-    graded = [t + float(run["grade_s"]) for t in generation_completions(run, lengths)]
+    graded = [t + float(run["grade_s"]) for t in generation_completions(run, lengths, seed)]
     if run.get("update_s") is not None:
         update_s = float(run["update_s"])
     else:
@@ -213,19 +218,24 @@ def predict(run: dict[str, Any], judge: dict[str, Any], phase: dict[str, Any], s
     return StepPrediction(schedule, rollout + update_s, grpo_step, rollout, update_s, used + wasted, wasted)
 
 
-def generation_completions(run: dict[str, Any], lengths: list[float]) -> list[float]:
+def generation_completions(run: dict[str, Any], lengths: list[float], seed: int = 0) -> list[float]:
     """When each response (group-major order) finishes generating, in seconds from the step's start.
 
     Measured static batches when the run gives ``generation_s`` (chunk ``k`` of ``K`` of
-    ``static_batch_sequences`` responses completes at ``generation_s · (k + 1) / K``), else the
-    processor-sharing model of the rollout replicas on ``rollout_throughput``.
+    ``static_batch_sequences`` responses completes at ``generation_s · (k + 1) / K``, in a seeded random
+    order spaced by :data:`STATIC_BATCH_ORDER_S`), else the processor-sharing model of the rollout
+    replicas on ``rollout_throughput``.
     """
     if run.get("generation_s") is not None:
         chunk = int(run["static_batch_sequences"])
         if chunk < 1:
             raise ValueError(f"static_batch_sequences must be at least 1, got {chunk}")
         chunks = math.ceil(len(lengths) / chunk)
-        return [float(run["generation_s"]) * (i // chunk + 1) / chunks for i in range(len(lengths))]
+        order = list(range(len(lengths)))
+        random.Random(seed).shuffle(order)
+        rank = {response: position for position, response in enumerate(order)}
+        return [float(run["generation_s"]) * (i // chunk + 1) / chunks + rank[i] * STATIC_BATCH_ORDER_S
+                for i in range(len(lengths))]
     prefill_cost = float(run["prefill_cost"])
     generation = [Request(0.0, length + prefill_cost * run["prompt_tokens"]) for length in lengths]
     replicas = int(run["rollout_replicas"])
