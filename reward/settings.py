@@ -43,8 +43,8 @@ class RewardSettings:
             ``after_group`` (default; the paper's cost-minimal schedule): only once every member of its group
             has been graded wrong, so the judge latency of the step's last groups adds to the step.
             ``eager``: as soon as it is graded wrong, while its group is still open; the verdict is kept if
-            the group turns out all-negative and discarded otherwise (the call is then cancelled or its
-            answer dropped, counted as ``judge_wasted``), so the reward of every response is exactly the
+            the group turns out all-negative and discarded otherwise (the call is then cancelled, which
+            closes its request so the server stops working on it; counted as ``judge_wasted``), so the reward of every response is exactly the
             ``after_group`` reward. Trades extra judge calls (the wrong members of mixed groups) for
             overlapping judging with the rest of the generation; docs/judge_overhead.md models both.
         eager_min_all_negative_share: With ``judge_schedule=eager``: judge early only while the running

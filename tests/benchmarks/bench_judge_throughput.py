@@ -2,10 +2,10 @@
 the step-time model (recipe/sgpo/overhead, docs/judge_overhead.md).
 
     .venv/bin/python tests/benchmarks/bench_judge_throughput.py [--concurrency 1 4 16 32] [--out FILE]
-                                                                 [--base-url URL]
+                                                                 [--base-url URL --model NAME --max-tokens N]
 
 Starts the CPU vLLM server with SmolLM2-135M-Instruct, as ``run_scripts/cpu_demo.sh --judge llm`` does
-(unless ``--base-url`` points at a running one, served as ``judge``), renders judge prompts of synthetic
+(unless ``--base-url`` points at a running one: a GPU judge server, with ``--model`` its served name), renders judge prompts of synthetic
 arithmetic solutions with the project's judge (prompt template, step split), and sends them with the
 demo's answer cap and temperature (``recipe.sgpo.cpu_demo.LLM_JUDGE_MAX_TOKENS`` / ``_TEMPERATURE``, no
 structured output: the server writes until its verdict or the cap). At each concurrency ``c`` it sends
@@ -43,10 +43,11 @@ from reward.judge.benchmark import arith_samples  # noqa: E402
 DEFAULT_CONCURRENCY = (1, 4, 16, 32)
 
 
-def demo_judge_config(base_url: str) -> dict:
-    """The judge settings of the CPU main job's ``--judge llm`` (recipe/sgpo/cpu_demo.py)."""
+def demo_judge_config(base_url: str, model: str = JUDGE_MODEL_NAME, max_tokens: int = LLM_JUDGE_MAX_TOKENS) -> dict:
+    """The judge settings of the CPU main job's ``--judge llm`` (recipe/sgpo/cpu_demo.py); on another
+    server, its served model name and answer cap."""
     return {"backend": "openai", "cache_size": 0,
-            "openai": {"base_url": base_url, "model": JUDGE_MODEL_NAME, "max_tokens": LLM_JUDGE_MAX_TOKENS,
+            "openai": {"base_url": base_url, "model": model, "max_tokens": max_tokens,
                        "temperature": LLM_JUDGE_TEMPERATURE}}
 
 
@@ -81,7 +82,7 @@ def judge_row(points: list[dict], command: str) -> dict:
     """The judge entry of an overhead-model inputs file, from the measured points."""
     requests = sum(p["requests"] for p in points)
     return {
-        "model": "SmolLM2-135M-Instruct on the CPU vLLM server (reward/judge/cpu_server.py)",
+        "model": "the judge server measured (by default SmolLM2-135M-Instruct on the CPU vLLM server)",
         "replicas": 1,
         "output_tokens": sum(p["completion_tokens_mean"] * p["requests"] for p in points) / requests,
         "prompt_overhead_tokens": sum(p["prompt_tokens_mean"] * p["requests"] for p in points) / requests,
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
     parser.add_argument("--min-requests", type=int, default=4, help="requests at each concurrency, at least")
     parser.add_argument("--base-url", default=None, help="a running server (model name 'judge'); else start one")
+    parser.add_argument("--model", default=JUDGE_MODEL_NAME, help="served model name (with --base-url)")
+    parser.add_argument("--max-tokens", type=int, default=LLM_JUDGE_MAX_TOKENS,
+                        help="answer cap (the CPU main job's by default; a reasoning judge needs thousands)")
     parser.add_argument("--out", type=Path, default=None, help="write the judge row (JSON) here")
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or args.concurrency != sorted(set(args.concurrency)):
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         server = CPUJudgeServer(ensure_smollm2(), served_model_name=JUDGE_MODEL_NAME).start()
         base_url = server.base_url
     try:
-        backend = build_judge(demo_judge_config(base_url)).backend
+        backend = build_judge(demo_judge_config(base_url, args.model, args.max_tokens)).backend
         most = max(args.min_requests, 2 * max(args.concurrency))
         requests = [sample.request for sample in arith_samples(most, seed=11)]
         bodies = [backend.payload(backend.prompt(r, backend.segment(r))) for r in requests]

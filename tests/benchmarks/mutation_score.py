@@ -3,9 +3,11 @@
     .venv/bin/python tests/benchmarks/mutation_score.py                  # every core module
     .venv/bin/python tests/benchmarks/mutation_score.py reward.encoding  # one (or several) modules
     .venv/bin/python tests/benchmarks/mutation_score.py --report-only    # table from the last runs
+    .venv/bin/python tests/benchmarks/mutation_score.py --rerun-not-killed reward.rendezvous  # after new tests
+    .venv/bin/python tests/benchmarks/mutation_score.py --max-children 2 ...   # an otherwise idle machine
 
-For each module it runs `mutmut run --max-children 1 "<module>.*"` from the repository root (one worker
-process: the CPU is shared), using the [tool.mutmut] section of pyproject.toml, then prints one table row
+For each module it runs `mutmut run --max-children N "<module>.*"` from the repository root (N = 1 by
+default: the CPU is shared; 2 on an idle 2-core machine), using the [tool.mutmut] section of pyproject.toml, then prints one table row
 per module from the verdicts mutmut stored under mutants/:
 
     score = (killed + timeout) / (mutants - not checked - runner errors)        in percent
@@ -74,6 +76,10 @@ def verdicts(module: str) -> dict[str, str]:
     return {name: VERDICT_BY_EXIT_CODE.get(code, "suspicious") for name, code in exit_codes.items()}
 
 
+#: Mutant workers mutmut runs at once (``--max-children``).
+max_children = 1
+
+
 def run_module(module: str) -> int:
     """Run mutmut over one module's mutants with one worker; its exit status. mutmut skips mutants it has a
     verdict for, so the module's runner errors are then run again by name (mutmut re-runs named mutants)."""
@@ -83,7 +89,7 @@ def run_module(module: str) -> int:
 
 
 def run_mutants(names: list[str]) -> int:
-    command = [str(MUTMUT), "run", "--max-children", "1", *names]
+    command = [str(MUTMUT), "run", "--max-children", str(max_children), *names]
     print("$", " ".join(command[:6]), "..." if len(command) > 6 else "", flush=True)
     return subprocess.run(command, cwd=REPO_ROOT, env=single_threaded_environment(), check=False).returncode
 
@@ -118,18 +124,31 @@ def report(modules: list[str]) -> None:
         print("\n".join(f"  {name}" for name in survivors))
 
 
+def rerun_not_killed(module: str) -> int:
+    """Run again every mutant of ``module`` that no test has detected so far (after tests were added)."""
+    names = [name for name, verdict in verdicts(module).items() if verdict not in DETECTED]
+    return run_mutants(names) if names else 0
+
+
 def main() -> None:
+    global max_children
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help=f"core modules to run (default: all of {', '.join(CORE_MODULES)})")
     parser.add_argument("--report-only", action="store_true", help="print the table from the stored verdicts")
+    parser.add_argument("--rerun-not-killed", action="store_true",
+                        help="run only the mutants not detected so far (survivors, no tests, not checked, errors)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutant workers at once (default 1)")
     args = parser.parse_args()
+    if args.max_children < 1:
+        raise SystemExit(f"--max-children must be at least 1, got {args.max_children}")
+    max_children = args.max_children
     unknown = sorted(set(args.modules) - set(CORE_MODULES))
     if unknown:
         raise SystemExit(f"not a core module: {unknown}; choose from {list(CORE_MODULES)}")
     modules = args.modules or list(CORE_MODULES)
     if not args.report_only:
         for module in modules:
-            run_module(module)
+            rerun_not_killed(module) if args.rerun_not_killed else run_module(module)
     report([m for m in modules if module_meta_path(m).exists()] if args.report_only else modules)
 
 
