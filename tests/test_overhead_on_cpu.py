@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from recipe.sgpo.overhead import (
     prediction_table,
     serve,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: 10 tokens/s in total whatever the concurrency: processor sharing splits it evenly.
 FLAT = ThroughputCurve((1.0,), (10.0,))
@@ -134,3 +137,23 @@ def test_measured_judging_adds_the_judge_servers_time_after_the_static_batch():
     # eager sends each wrong response when it is graded: the same moment here, so the same step
     eager = predict(one_batch, FLAT_JUDGE, everything_wrong, "eager")
     assert eager.step_s == pytest.approx(21.0) and eager.wasted_calls == 0
+
+
+def test_the_cpu_validation_feeds_the_baseline_timings_and_compares_used_calls():
+    """tests/benchmarks/validate_overhead_cpu.py on hand-made metrics: update_s is the baseline step
+    outside generation, validation and checkpoint; the SGPO step is compared without them too."""
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "benchmarks"))
+    import validate_overhead_cpu as validation
+
+    baseline = {1: {"timing_s/gen": 4.0, "timing_s/step": 9.0, "timing_s/testing": 1.5, "timing_s/save_checkpoint": 0.5}}
+    sgpo = {1: {"timing_s/step": 30.0, "timing_s/testing": 2.0, "sgpo/groups/all_negative_share": 0.5,
+                "sgpo/accuracy": 0.25, "response_length/mean": 12.0, "response_length/max": 40.0,
+                "sgpo/judge/called": 4, "sgpo/judge/wasted": 0}}
+    case = validation.Case("c", "b", batch_size=2, group_size=2, judge_concurrency=8)
+    [row] = validation.compare(case, baseline, sgpo, FLAT_JUDGE, {"output_tokens": 20.0}, steps=1)
+    # one of two groups all wrong: 2 calls x 20 tokens at 10 tok/s = 4 s after the 4 s batch; update 3 s
+    assert row["grpo_step_s"] == pytest.approx(7.0) and row["measured_step_s"] == pytest.approx(28.0)
+    assert row["predicted_step_s"] == pytest.approx(11.0, abs=1e-3)
+    assert (row["predicted_calls"], row["measured_calls"]) == (2, 4)
+    assert row["error"] == pytest.approx(11.0 / 28.0 - 1.0, abs=1e-4)
+    assert "| c | 1 | 50 % | 20 |" in validation.markdown([row])
