@@ -50,10 +50,12 @@ def tiny_main_job(tmp_path_factory) -> dict:
 
 
 def readable_id(text: str) -> str:
-    """A parametrize id without backslashes or control characters. pytest escapes those in node ids and
-    then cannot select a test by its own node id, which mutmut does for every mutant (exit 4, a runner
-    error that mutmut 3.8.1 labels "timeout"; docs/mutation_testing.md)."""
-    return text.replace("\\", "/").replace("\n", "|").replace("\r", "|").replace("\t", " ")
+    """A parametrize id of printable ASCII without backslashes. pytest escapes backslashes, control and
+    non-ASCII characters in node ids and then cannot select a test by its own node id, which mutmut does
+    for every mutant (exit 4, a runner error that mutmut 3.8.1 labels "timeout"; docs/mutation_testing.md).
+    Non-ASCII characters are written as their code (``²`` → ``/xb2``)."""
+    text = text.replace("\n", "|").replace("\r", "|").replace("\t", " ")
+    return text.encode("ascii", "backslashreplace").decode("ascii").replace("\\", "/")
 
 
 def pytest_make_parametrize_id(config, val, argname):

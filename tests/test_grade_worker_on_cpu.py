@@ -145,3 +145,14 @@ def test_parsed_references_are_cached_and_the_cache_is_bounded(monkeypatch):
         grade_worker._parse_reference(reference)
     assert list(grade_worker._reference_cache) == ["1/4", "1/5"], "oldest first out, at most the bound"
     assert grade_worker._parse_reference("1/2") is not first
+
+
+def test_row_ids_are_selectable_node_ids():
+    """pytest escapes backslashes, control and non-ASCII characters in node ids and then cannot select a
+    test by that id, which mutation testing does for every mutant: every id here is printable ASCII."""
+    from conftest import readable_id
+
+    assert readable_id("5\\text{cm²}\n") == "5/text{cm/xb2}|"
+    for row in WORKER_ROWS + [(r, t, e) for r, t, e in EQUIVALENCE_TABLE]:
+        row_id = _row_id(row)
+        assert row_id.isascii() and row_id.isprintable() and "\\" not in row_id, row_id
