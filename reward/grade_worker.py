@@ -189,7 +189,7 @@ def parse_is_faithful(latex: str, parsed: list) -> bool:
     if not isinstance(expression, sympy.Basic):
         return True
     names = _expression_names(expression)
-    for identifier in identifiers:
+    for identifier in sorted(identifiers):  # sorted: the same verdict path in every process
         wanted = identifier.lower()
         if any(wanted in name for name in names):
             continue

@@ -68,6 +68,7 @@ def test_each_false_positive_class_is_decided_by_its_rule(answer, reference, rul
 def test_an_answer_math_verify_cannot_parse_is_wrong_by_math_verify():
     assert answers_equal("\\frac{", "1") == (False, "math_verify")
     assert answers_equal("1", "\\frac{") == (False, "math_verify")
+    assert answers_equal("", "1") == (False, "math_verify"), "an empty parse is never equal"
 
 
 def test_number_bases():
@@ -93,6 +94,7 @@ def test_unit_exponents():
     assert not unit_exponents_agree("5\\text{cm²}", "5\\text{ cm}^3")
     assert unit_exponents_agree("2\\text{ m}^2 \\cdot 3\\textrm{ s}^3", "\\rm{ s}^{3} \\mbox{m}^{2}"), "a multiset"
     assert not unit_exponents_agree("2\\text{ m}^2 \\text{ s}^2", "\\text{ m}^{2}")
+    assert not unit_exponents_agree("5\\text{ m}^{X}", "5\\text{ m}"), "a letter exponent is an exponent"
 
 
 def test_identifiers_keep_subscripts_and_case_and_skip_prose_and_commands():
@@ -120,6 +122,13 @@ def test_a_parse_is_faithful_unless_it_lost_or_merged_an_identifier():
     assert parse_is_faithful("x", []), "an empty parse has nothing to lose"
     assert parse_is_faithful("x", ["x"]), "a plain string is compared as text"
     assert parse_is_faithful("f(x)", parsed("f(x)")), "an undefined function's name counts"
+    assert parse_is_faithful("\\vec{a}_1 + b", parsed("\\vec{a}_1 + b")), "braces and backslashes of names dropped"
+    # every identifier is checked, also after one that was found (sorted: a, e and i come first here)
+    assert not parse_is_faithful("a + z", parsed("a"))
+    assert parse_is_faithful("2e", parsed("2e")), "e may be Euler's number (2e parses as 2E)"
+    assert not parse_is_faithful("e + y", parsed("2e")), "Euler's number excuses e, not y"
+    assert not parse_is_faithful("\\sqrt{-1} + y", parsed("\\sqrt{-1}")), "the imaginary unit excuses i, not y"
+    assert not parse_is_faithful("2i + z", parsed("\\sqrt{-4}")), "i excused by the imaginary unit, z still lost"
 
 
 def test_strict_form_removes_only_what_never_changes_a_value():
@@ -134,6 +143,7 @@ def test_strict_form_removes_only_what_never_changes_a_value():
     assert strict_form("\\quadratic") == "\\quadratic", "only the spacing command, not a longer name"
     assert strict_form("K=k") != strict_form("K=k+1")
     assert strict_form("\\{1\\}") == "\\{1\\}", "an escaped brace is not a group"
+    assert strict_form("X + 1") == "X+1" and strict_form("$X$") == "X", "only dollars and spaces framed"
 
 
 def test_parsed_references_are_cached_and_the_cache_is_bounded(monkeypatch):
