@@ -21,7 +21,7 @@ import pytest
 from grading_cases import EQUIVALENCE_TABLE, HANGING_ANSWERS, WORKER_METHODS
 from omegaconf import OmegaConf
 
-from reward.answers import canonical_answer, exact_verdict, extract_final_answer, unwrap_text_wrapper
+from reward.answers import Extraction, canonical_answer, exact_verdict, extract_final_answer, unwrap_text_wrapper
 from reward.grader import GraderConfig, GradeResult, OutcomeGrader, compute_score, compute_score_async
 
 #: Time bound used by the tests that make math-verify hang (short, to keep the suite fast).
@@ -160,6 +160,19 @@ def test_canonical_answer_is_conservative():
     assert exact_verdict("-0", "0") is True
     assert exact_verdict("1" * 200, "1" * 200) is True  # identical strings
     assert exact_verdict("1" * 200, "1" * 199 + "2") is None  # too long for the integer path
+
+
+def test_extraction_reports_found_and_never_reads_past_the_text():
+    assert extract_final_answer("so \\boxed{5}.") == Extraction("5", "found")
+    for cut_off in ("so \\boxed", "so \\boxed  ", "so \\fbox\n"):  # the command, then nothing
+        assert extract_final_answer(cut_off) == Extraction(None, "no_answer"), repr(cut_off)
+
+
+def test_the_default_think_mode_is_auto():
+    """auto: only the text after ``</think>`` counts, and a reasoning block that never closes has no answer."""
+    assert extract_final_answer("<think>\\boxed{3}</think> so \\boxed{5}").answer == "5"
+    assert extract_final_answer("<think>so \\boxed{5}") == extract_final_answer("<think>so \\boxed{5}", "auto")
+    assert extract_final_answer("<think>so \\boxed{5}").answer is None
 
 
 def test_canonical_answer_strips_dollars_and_periods_only_where_they_frame_the_answer():
