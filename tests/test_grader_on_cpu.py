@@ -168,6 +168,13 @@ def test_extraction_reports_found_and_never_reads_past_the_text():
         assert extract_final_answer(cut_off) == Extraction(None, "no_answer"), repr(cut_off)
 
 
+def test_a_braceless_answer_is_bounded_by_max_chars_and_may_be_empty():
+    assert extract_final_answer("\\boxed 77777 is it", max_chars=5) == Extraction("77777", "found")
+    assert extract_final_answer("\\boxed 777777 is it", max_chars=5) == Extraction(None, "too_long")
+    assert extract_final_answer("\\boxed 7777777", max_chars=5) == Extraction(None, "too_long")
+    assert extract_final_answer("so $\\boxed$5") == Extraction(None, "no_answer"), "a dollar ends it at once"
+
+
 def test_the_default_think_mode_is_auto():
     """auto: only the text after ``</think>`` counts, and a reasoning block that never closes has no answer."""
     assert extract_final_answer("<think>\\boxed{3}</think> so \\boxed{5}").answer == "5"
