@@ -293,21 +293,15 @@ def test_in_a_ray_job_every_reward_worker_shares_one_named_actor():
     """With Ray started, two callers (two reward workers) get the same named actor: members reported
     through either handle settle one group, a retried member is counted once, more members than a Ray
     async actor's default concurrency (1,000) wait at once (a 7B launch script's batch is 128 × 8 = 1,024
-    responses), and the actor starts while the job's workers hold every CPU. Not marked slow on purpose: a one-CPU
+    responses), and the actor is placed on a node without CPUs. Not marked slow on purpose: a one-CPU
     local Ray starts in about 5 s here, and this is the only fast test of the path a training job takes
     (mutation testing runs the fast tests only)."""
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # A node without CPUs, like a cluster's head node started with --num-cpus=0: Ray's default actor
+    # (one CPU for scheduling) can never be placed there; the rendezvous asks for none.
+    ray.init(num_cpus=0, include_dashboard=False, log_to_driver=False)
     try:
-        @ray.remote(num_cpus=1)
-        class RewardWorkerLike:  # holds the job's only CPU, as verl's workers hold all of theirs
-            def ready(self) -> bool:
-                return True
-
-        holder = RewardWorkerLike.remote()
-        assert ray.get(holder.ready.remote(), timeout=60)
-        # the rendezvous must start with every CPU taken (Ray's default actor needs one CPU to be placed)
         first, second = get_group_rendezvous(), get_group_rendezvous()
         assert not isinstance(first, GroupRendezvous)
         assert ray.get(first.stats.remote(), timeout=30)["tracked"] == 0
