@@ -293,8 +293,8 @@ def test_in_a_ray_job_every_reward_worker_shares_one_named_actor():
     """With Ray started, two callers (two reward workers) get the same named actor: members reported
     through either handle settle one group, a retried member is counted once, more members than a Ray
     async actor's default concurrency (1,000) wait at once (a 7B launch script's batch is 128 × 8 = 1,024
-    responses), and the actor is placed on a node without CPUs. Not marked slow on purpose: a one-CPU
-    local Ray starts in about 5 s here, and this is the only fast test of the path a training job takes
+    responses), and the actor is placed on a node without CPUs. Not marked slow on purpose: a local
+    Ray starts in about 5 s here, and this is the only fast test of the path a training job takes
     (mutation testing runs the fast tests only)."""
     import ray
 
