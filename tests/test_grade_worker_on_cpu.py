@@ -127,8 +127,10 @@ def test_a_parse_is_faithful_unless_it_lost_or_merged_an_identifier():
     assert not parse_is_faithful("a + z", parsed("a"))
     assert parse_is_faithful("2e", parsed("2e")), "e may be Euler's number (2e parses as 2E)"
     assert not parse_is_faithful("e + y", parsed("2e")), "Euler's number excuses e, not y"
-    assert not parse_is_faithful("\\sqrt{-1} + y", parsed("\\sqrt{-1}")), "the imaginary unit excuses i, not y"
-    assert not parse_is_faithful("2i + z", parsed("\\sqrt{-4}")), "i excused by the imaginary unit, z still lost"
+    imaginary = parsed("3 + 2I")  # math-verify reads I as the imaginary unit
+    assert parse_is_faithful("3 + 2i", imaginary), "i may be the imaginary unit"
+    assert not parse_is_faithful("3 + y", imaginary), "the imaginary unit excuses i, not y"
+    assert not parse_is_faithful("2i + z", imaginary), "i excused by the imaginary unit, z still lost"
 
 
 def test_strict_form_removes_only_what_never_changes_a_value():
