@@ -180,6 +180,9 @@ def test_the_default_think_mode_is_auto():
     assert extract_final_answer("<think>\\boxed{3}</think> so \\boxed{5}").answer == "5"
     assert extract_final_answer("<think>so \\boxed{5}") == extract_final_answer("<think>so \\boxed{5}", "auto")
     assert extract_final_answer("<think>so \\boxed{5}").answer is None
+    # only the text after the last </think> counts, and nothing of the tag's own neighbourhood
+    assert extract_final_answer("r</think> so \\boxed{5} </think> not sure") == Extraction(None, "no_answer")
+    assert extract_final_answer("<think>\\fbox 3</think> no answer here") == Extraction(None, "no_answer")
 
 
 def test_canonical_answer_strips_dollars_and_periods_only_where_they_frame_the_answer():
