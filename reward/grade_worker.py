@@ -1,4 +1,5 @@
-"""The math-verify worker process of the outcome grader (reward/grade_pool.py starts it; never import it).
+"""The math-verify worker process of the outcome grader (reward/grade_pool.py starts it; the grader never
+imports it, tests/test_grade_worker_on_cpu.py does, to check its rules in-process).
 
 It runs as a plain subprocess (``python -c`` loading this file by path), not through ``multiprocessing``:
 no re-import of the parent's ``__main__`` (which breaks scripts without a ``__main__`` guard and costs a
