@@ -223,6 +223,35 @@ def test_cache_serves_repeats_and_shares_concurrent_identical_calls():
     assert backend.calls == 4 and judge.stats["cache_hits"] == 1
 
 
+class SlowToCancelBackend(CountingBackend):
+    """Takes a while to wind down when cancelled, as an HTTP client closing its connection does."""
+
+    async def first_error(self, request, segmentation):
+        try:
+            return await super().first_error(request, segmentation)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)
+            raise
+
+
+def test_a_call_arriving_while_an_abandoned_one_winds_down_gets_its_own_verdict():
+    config = JudgeConfig(cache_size=2)
+    backend = SlowToCancelBackend(config, delay=0.3)
+    judge = StepJudge(backend, config)
+    request = arith("Line one is long enough.\n\nLine two is long enough.")
+
+    async def scenario():
+        abandoned = asyncio.ensure_future(judge.judge(request))
+        await asyncio.sleep(0.05)  # its computation is running
+        abandoned.cancel()  # its only caller gives up (the eager schedule discarding a call)
+        await asyncio.gather(abandoned, return_exceptions=True)
+        return await judge.judge(request)  # the same response again, while the old computation winds down
+
+    verdict = run(scenario())
+    assert verdict.judged and verdict.first_error_step == 2, verdict
+    assert backend.calls == 2, "the later call computes afresh"
+
+
 def test_failures_are_not_cached_and_never_raise():
     config = JudgeConfig(cache_size=10)
     backend = CountingBackend(config, error=RuntimeError("boom"))

@@ -213,7 +213,12 @@ class StepJudge:
         finally:
             attempt.waiters -= 1
             if attempt.waiters == 0 and not attempt.task.done():
-                attempt.task.cancel()  # ... but the last one does: nobody is left to read the verdict
+                # ... but the last one does: nobody is left to read the verdict. It leaves the in-flight
+                # table first, so an identical call arriving while it winds down starts afresh instead of
+                # joining a computation that will end cancelled.
+                if self._in_flight.get(key) is attempt:
+                    del self._in_flight[key]
+                attempt.task.cancel()
         return self._verdict(outcome, request, latency_s=time.perf_counter() - started)
 
     async def _off_loop(self, function: Callable[..., _Result], *args: object) -> _Result:
@@ -232,7 +237,9 @@ class StepJudge:
         return attempt
 
     def _finish(self, key: str, future: asyncio.Future[_Outcome]) -> None:
-        self._in_flight.pop(key, None)
+        current = self._in_flight.get(key)
+        if current is not None and current.task is future:  # not a newer attempt for the same key
+            del self._in_flight[key]
         if future.cancelled() or future.exception() is not None or self.config.cache_size == 0:
             return
         self._cache[key] = future.result()
