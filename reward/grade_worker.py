@@ -27,8 +27,8 @@ calls math-verify, and decided by a stricter rule (the ``rule`` in the reply):
   otherwise wrong. An answer that writes no base is read in the reference's base (math-verify decides).
 - ``unit`` — units are dropped with their exponents (``5\\text{cm}^3`` equals ``5\\text{cm}^2``). When
   both answers name units (``\\text{…}``, ``\\mathrm{…}``, ``\\mbox{…}``), their unit exponents other
-  than 1 (``^2``, ``^{2}`` or ``²``) must be the same multiset; otherwise wrong. An answer without units is still accepted
-  (``5`` equals ``5\\text{ cm}``, math-verify's choice).
+  than 1 (``^2``, ``^{2}`` or ``²``) must be the same multiset; otherwise wrong. An answer without units
+  is still accepted (``5`` equals ``5\\text{ cm}``, math-verify's choice).
 - ``strict`` — the parse of either answer is not faithful to its LaTeX: it *lost content* (a letter or
   subscripted symbol of the text appears in no symbol of the parsed expression, e.g.
   ``\\frac{1}{3}\\mathbf{a}_{1} + \\frac{2}{3}\\mathbf{a}_{2}`` parses as ``1/3``, or ``… + \\cdots``

@@ -44,9 +44,10 @@ class RewardSettings:
             has been graded wrong, so the judge latency of the step's last groups adds to the step.
             ``eager``: as soon as it is graded wrong, while its group is still open; the verdict is kept if
             the group turns out all-negative and discarded otherwise (the call is then cancelled, which
-            closes its request so the server stops working on it; counted as ``judge_wasted``), so the reward of every response is exactly the
-            ``after_group`` reward. Trades extra judge calls (the wrong members of mixed groups) for
-            overlapping judging with the rest of the generation; docs/judge_overhead.md models both.
+            closes its request so the server stops working on it; counted as ``judge_wasted``), so the
+            reward of every response is exactly the ``after_group`` reward. Trades extra judge calls (the
+            wrong members of mixed groups) for overlapping judging with the rest of the generation;
+            docs/judge_overhead.md models both.
         eager_min_all_negative_share: With ``judge_schedule=eager``: judge early only while the running
             share of all-negative groups (over the last :data:`reward.manager.EAGER_SHARE_WINDOW` settled
             responses this reward worker saw) is at least this; below it the response waits for its group

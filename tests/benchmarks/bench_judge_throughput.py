@@ -5,10 +5,11 @@ the step-time model (recipe/sgpo/overhead, docs/judge_overhead.md).
                                                                  [--base-url URL --model NAME --max-tokens N]
 
 Starts the CPU vLLM server with SmolLM2-135M-Instruct, as ``run_scripts/cpu_demo.sh --judge llm`` does
-(unless ``--base-url`` points at a running one: a GPU judge server, with ``--model`` its served name), renders judge prompts of synthetic
-arithmetic solutions with the project's judge (prompt template, step split), and sends them with the
-demo's answer cap and temperature (``recipe.sgpo.cpu_demo.LLM_JUDGE_MAX_TOKENS`` / ``_TEMPERATURE``, no
-structured output: the server writes until its verdict or the cap). At each concurrency ``c`` it sends
+(unless ``--base-url`` points at a running one: a GPU judge server, with ``--model`` its served name),
+renders judge prompts of synthetic arithmetic solutions with the project's judge (prompt template, step
+split), and sends them with the demo's answer cap and temperature
+(``recipe.sgpo.cpu_demo.LLM_JUDGE_MAX_TOKENS`` / ``_TEMPERATURE``, no structured output: the server
+writes until its verdict or the cap). At each concurrency ``c`` it sends
 ``max(--min-requests, 2·c)`` requests, at most ``c`` in flight, and measures::
 
     tokens_per_s = Σ completion_tokens / wall seconds          (the server's aggregate output rate)
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -37,6 +37,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from recipe.sgpo.cpu_demo import JUDGE_MODEL_NAME, LLM_JUDGE_MAX_TOKENS, LLM_JUDGE_TEMPERATURE  # noqa: E402
+from recipe.sgpo.offline.store import write_json  # noqa: E402
 from reward.judge import build_judge  # noqa: E402
 from reward.judge.benchmark import arith_samples  # noqa: E402
 
@@ -134,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(args.out.suffix + ".tmp")
-        temporary.write_text(json.dumps(judge_row(points, command), indent=1) + "\n")
-        temporary.replace(args.out)
+        write_json(args.out, judge_row(points, command))
         print(f"judge row written to {args.out}")
     return 0
 

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from recipe.cpu_backend.rollout import MAX_BATCH_SEQUENCES  # noqa: E402
 from recipe.sgpo.cpu_demo import read_metrics  # noqa: E402
+from recipe.sgpo.offline.store import replacing, write_json  # noqa: E402
 from recipe.sgpo.overhead import predict  # noqa: E402
 
 #: Largest relative step-time error counted as a match (the machine is shared: step times vary with load).
@@ -89,20 +90,16 @@ CASES = (
 )
 
 
-def run_folder(out: Path, name: str) -> Path:
-    return out / name
-
-
 def ensure_run(out: Path, name: str, args: list[str], steps: int, reuse: bool) -> dict[int, dict[str, Any]]:
     """Metrics by step of one CPU main-job run, running it unless ``reuse`` and its steps are there."""
-    folder = run_folder(out, name)
+    folder = out / name
     metrics = read_metrics(folder / "logs" / "metrics.jsonl")
     if reuse and all("timing_s/step" in metrics.get(step, {}) for step in range(1, steps + 1)):
         print(f"[validate] reusing {folder}", flush=True)
         return metrics
-    head, tail = split_overrides(args)
+    # args last: they may end with `-- <hydra overrides>`
     command = [sys.executable, "-m", "recipe.sgpo.cpu_demo", *COMMON_ARGS, "--steps", str(steps),
-               "--run-dir", str(folder), *head, *(["--", *tail] if tail else [])]
+               "--run-dir", str(folder), *args]
     print(f"[validate] {name}: {' '.join(command[1:])}", flush=True)
     status = subprocess.run(command, cwd=REPO_ROOT).returncode
     metrics = read_metrics(folder / "logs" / "metrics.jsonl")
@@ -111,14 +108,6 @@ def ensure_run(out: Path, name: str, args: list[str], steps: int, reuse: bool) -
         raise SystemExit(f"[validate] run {name} failed (exit {status}; steps without timing: {missing}); "
                          f"see {folder / 'logs' / 'trainer.log'}")
     return metrics
-
-
-def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
-    """(the main job's options, the hydra overrides after ``--``)."""
-    if "--" not in args:
-        return args, []
-    index = args.index("--")
-    return args[:index], args[index + 1:]
 
 
 def server_counters(base_url: str) -> dict[str, float]:
@@ -253,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             after = server_counters(server.base_url)
             if after["requests"] > before["requests"] or case.name not in measured_tokens:
                 measured_tokens[case.name] = answer_tokens(before, after)
-                tokens_path.write_text(json.dumps(measured_tokens, indent=1) + "\n")
+                write_json(tokens_path, measured_tokens)
             rows += compare(case, baselines[case.baseline], sgpo, judge_row, measured_tokens[case.name], args.steps)
     finally:
         server.stop()
@@ -263,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"rows": rows, "judge_row": str(judge_path), "tolerance": STEP_TIME_TOLERANCE,
               "command": " ".join(["tests/benchmarks/validate_overhead_cpu.py", *(argv or sys.argv[1:])]),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": datetime.date.today().isoformat()}
-    (args.out / "validation.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "validation.md").write_text(table + "\n")
+    write_json(args.out / "validation.json", result)
+    with replacing(args.out / "validation.md") as temporary:
+        temporary.write_text(table + "\n")
     return 0
 
 
