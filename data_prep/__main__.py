@@ -6,6 +6,8 @@ Examples::
     python -m data_prep write benchmarks math_train            # hub (online) -> data/<name>/<split>.parquet
     python -m data_prep write all --source-dir /mirror/hf      # local hub snapshots (offline)
     python -m data_prep write arith --arith-train-size 512 --arith-max-ops 3
+    python -m data_prep write judge_arith                      # judge-training examples (data_prep/judge_data.py)
+    python -m data_prep write math_train math500 judge --source-dir /mirror/hf   # PRM800K, Math-Shepherd, ProcessBench
     python -m data_prep chat-template none --hydra-override    # the override a "none" launch must pass
 """
 
@@ -102,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     arith.add_argument("--arith-max-value", type=int, default=defaults.max_value)
     arith.add_argument("--arith-ops", default="".join(defaults.operations), help="operations, e.g. '+-*' or '+-'")
 
+    judge = write.add_argument_group("judge-training examples (judge_*; data_prep/judge_data.py)")
+    judge.add_argument("--judge-prompt", default=PrepareOptions.judge_prompt,
+                       help="judge prompt version the examples are rendered with (default: %(default)s)")
+    judge.add_argument("--no-judge-balance", action="store_true",
+                       help="keep every train example (default: as many correct as erroneous)")
+    judge.add_argument("--judge-seed", type=int, default=PrepareOptions.judge_seed)
+    judge.add_argument("--judge-arith-train-size", type=int, default=PrepareOptions.judge_arith_train_size)
+    judge.add_argument("--judge-arith-test-size", type=int, default=PrepareOptions.judge_arith_test_size)
+
     chat = commands.add_parser("chat-template", help="print a template's chat template for custom_chat_template")
     chat.add_argument("template", choices=list(TEMPLATES))
     chat.add_argument("--hydra-override", action="store_true", help="print it as a verl hydra override")
@@ -143,6 +154,11 @@ def _write(args: argparse.Namespace) -> None:
             max_value=args.arith_max_value,
             operations=tuple(args.arith_ops),
         ),
+        judge_prompt=args.judge_prompt,
+        judge_balance=not args.no_judge_balance,
+        judge_seed=args.judge_seed,
+        judge_arith_train_size=args.judge_arith_train_size,
+        judge_arith_test_size=args.judge_arith_test_size,
         show_progress=not args.quiet,
     )
     result = prepare(args.names, options)

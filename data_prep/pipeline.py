@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from data_prep import arith
+from data_prep import arith, judge_data
 from data_prep.answers import ANSWER_RULES, AnswerError
-from data_prep.checks import MAX_REPORTED_EXAMPLES, DedupResult, Overlap, deduplicate, find_overlaps
+from data_prep.checks import MAX_REPORTED_EXAMPLES, DedupResult, Overlap, deduplicate, find_overlaps, problem_key
 from data_prep.registry import REGISTRY, DatasetSpec, resolve_names
 from data_prep.schema import ROW_SCHEMA, BadRowError, Record, build_row, check_record
 from data_prep.source_files import check_source_files
@@ -90,6 +90,12 @@ class PrepareOptions:
         arith_train_size: Problems in ``arith`` train.
         arith_val_size: Problems in ``arith`` val.
         arith: Difficulty settings of the arithmetic generator.
+        judge_prompt: Version of the judge prompt the judge-training examples are rendered with
+            (``reward/judge/prompts/step_judge_<version>.txt``).
+        judge_balance: Sub-sample each judge ``train`` split to as many correct as erroneous solutions.
+        judge_seed: Seed of that sub-sampling and of the ``judge_arith`` examples.
+        judge_arith_train_size: Solutions generated for ``judge_arith`` train (before balancing).
+        judge_arith_test_size: Solutions generated for ``judge_arith`` test.
         show_progress: Show progress bars (stderr).
     """
 
@@ -106,6 +112,11 @@ class PrepareOptions:
     arith_train_size: int = 2000
     arith_val_size: int = 200
     arith: arith.ArithConfig = field(default_factory=arith.ArithConfig)
+    judge_prompt: str = "v1"
+    judge_balance: bool = True
+    judge_seed: int = 0
+    judge_arith_train_size: int = 4000
+    judge_arith_test_size: int = 400
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -287,6 +298,8 @@ def convert_arith(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResul
 
 def convert(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
     """All splits of one registry dataset, converted and checked (nothing written)."""
+    if spec.kind in ("judge", "judge_benchmark"):
+        return convert_judge(spec, options)
     if spec.generated:
         return convert_arith(spec, options)
     location = locate(
@@ -303,6 +316,142 @@ def convert(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
 
 
 # --------------------------------------------------------------------------------------------------
+# judge-training examples (data_prep/judge_data.py)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JudgeSplitResult(SplitResult):
+    """One split of judge examples; ``records[i]`` is ``examples[i]``'s problem (for the contamination check)."""
+
+    examples: list[judge_data.JudgeExample] = field(default_factory=list)
+
+    def set_examples(self, examples: list[judge_data.JudgeExample]) -> None:
+        self.examples = examples
+        self.records = [replace(example.record, source_index=i) for i, example in enumerate(examples)]
+
+    def remove(self, positions: set[int]) -> None:
+        """Remove the examples at ``positions`` (indices into the current list)."""
+        self.set_examples([e for i, e in enumerate(self.examples) if i not in positions])
+
+
+def _judge_settings(options: PrepareOptions) -> judge_data.RenderSettings:
+    return judge_data.RenderSettings.defaults(options.judge_prompt)
+
+
+def _judge_split_result(spec: DatasetSpec, split: str, examples: list[judge_data.JudgeExample], source: dict[str, Any],
+                        counts: dict[str, Any], dropped_examples: list[dict[str, Any]]) -> JudgeSplitResult:
+    kept, duplicates = judge_data.deduplicate(examples)
+    counts = {**counts, "duplicates_removed": duplicates, "before_balance": judge_data.class_counts(kept)}
+    result = JudgeSplitResult(spec, split, [], source, counts, dropped_examples)
+    result.set_examples(kept)
+    return result
+
+
+def convert_judge_arith(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
+    """``judge_arith``: generated solutions with known first errors (train, then a test split of other problems)."""
+    settings, results = _judge_settings(options), []
+    sizes = {"train": options.judge_arith_train_size, "test": options.judge_arith_test_size}
+    generated = judge_data.arith_solutions({split: sizes[split] for _, split in spec.splits}, options.judge_seed)
+    for split, solutions in generated.items():
+        examples, excluded = [], Counter()
+        for solution in solutions:
+            try:
+                examples.append(judge_data.render(solution, settings, "\n"))
+            except judge_data.Excluded as exclusion:
+                excluded[exclusion.reason] += 1
+        source = {"origin": "generated", "seed": options.judge_seed, "kinds": judge_data.ARITH_KINDS,
+                  "task": asdict(judge_data.arith_task_config())}
+        counts = {"generated": len(solutions), "excluded_by_rule": dict(sorted(excluded.items())),
+                  "bad_rows_dropped": {}}
+        results.append(_judge_split_result(spec, split, examples, source, counts, []))
+    return results
+
+
+def _math_reference_solutions(options: PrepareOptions) -> tuple[dict[str, str], list[str]]:
+    """Problem key -> MATH reference solution, from the prepared ``math_train`` and ``math500`` files."""
+    solutions: dict[str, str] = {}
+    used = []
+    for name, split in (("math_train", "train"), ("math500", BENCHMARK_SPLIT)):
+        path = Path(options.output_dir) / name / f"{split}.parquet"
+        if not path.is_file():
+            continue
+        used.append(f"{path} (sha256 {sha256_of(path)})")
+        for row in pq.read_table(path, columns=["extra_info"]).column("extra_info").to_pylist():
+            if row["reference_solution"]:
+                solutions.setdefault(problem_key(row["problem"]), row["reference_solution"])
+    return solutions, used
+
+
+def convert_judge(spec: DatasetSpec, options: PrepareOptions) -> list[SplitResult]:
+    """All splits of a ``judge``/``judge_benchmark`` entry, rendered as judge examples (nothing written)."""
+    if spec.generated:
+        return convert_judge_arith(spec, options)
+    source_rules = spec.judge_source
+    location = locate(spec.name, spec.hf_id, spec.hf_config, source_dir=options.source_dir,
+                      overrides=options.sources, revision=options.revisions.get(spec.name),
+                      data_files=spec.data_files)
+    if location.origin == "local_file" and len(spec.splits) > 1:
+        raise SourceUnavailableError(f"--source {spec.name}=<file>: {spec.name} has several splits; give a folder")
+    math_solutions, joined_from = _math_reference_solutions(options) if source_rules.join_math_solutions else ({}, [])
+    results: list[SplitResult] = []
+    for source_split, split in spec.splits:
+        check_source_files(spec.name, local_data_files(location), spec.source_columns, hf_id=spec.hf_id)
+        input_hashes = input_file_hashes(location)
+        dataset = load_split(location, source_split, name=spec.name, cache_dir=options.cache_dir,
+                             show_progress=options.show_progress, input_hashes=input_hashes)
+        _check_columns(spec, dataset, location)
+        dataset = dataset.select_columns(list(spec.source_columns))
+        source_rows = len(dataset)
+        if options.max_rows is not None and options.max_rows < source_rows:
+            dataset = dataset.select(range(options.max_rows))
+        answers = {}
+        if source_rules.collect_answers is not None:
+            answers = source_rules.collect_answers(
+                _iter_rows(dataset, desc=f"{spec.name}/{split}: reference answers", show_progress=options.show_progress))
+        dropped: Counter[str] = Counter()
+        dropped_examples: list[dict[str, Any]] = []
+
+        def drop(error: BadRowError) -> None:
+            dropped[error.field] += 1
+            if len(dropped_examples) < MAX_REPORTED_EXAMPLES:
+                dropped_examples.append({"source_index": error.index, "field": error.field, "reason": error.reason})
+
+        rows = _iter_rows(dataset, desc=f"{spec.name}/{split}: rendering", show_progress=options.show_progress)
+        context = judge_data.RowContext(0, source_split, answers, math_solutions)
+        pairs, excluded = judge_data.read_examples(rows, source_rules, _judge_settings(options), dataset=spec.name,
+                                                   split=source_split, context=context,
+                                                   drop_bad_rows=options.drop_bad_rows, on_bad_row=drop)
+        source = provenance(location, input_hashes)
+        source["split"] = source_split
+        if joined_from:
+            source["reference_solutions_joined_from"] = joined_from
+        counts = {"source_rows": source_rows, "rows_read": len(dataset), "excluded_by_rule": dict(sorted(excluded.items())),
+                  "bad_rows_dropped": dict(sorted(dropped.items()))}
+        examples = [example for _, example in pairs]
+        if source_rules.holdout_share:
+            held = [judge_data.in_holdout(e.solution.problem, source_rules.holdout_share) for e in examples]
+            for name, keep in ((split, False), ("test", True)):
+                part = [e for e, is_held in zip(examples, held) if is_held == keep]
+                results.append(_judge_split_result(spec, name, part, {**source, "holdout_share": source_rules.holdout_share},
+                                                   dict(counts), dropped_examples))
+        else:
+            results.append(_judge_split_result(spec, split, examples, source, counts, dropped_examples))
+    return results
+
+
+def balance_judge_splits(results: list[SplitResult], options: PrepareOptions) -> None:
+    """Balance every judge ``train`` split (when asked) and record the classes written."""
+    for result in results:
+        if not isinstance(result, JudgeSplitResult):
+            continue
+        if options.judge_balance and result.spec.kind == "judge" and result.split == "train":
+            result.set_examples(judge_data.balance(result.examples, f"{options.judge_seed}:{result.spec.name}"))
+        result.counts["balanced"] = options.judge_balance and result.spec.kind == "judge" and result.split == "train"
+        result.counts["written_classes"] = judge_data.class_counts(result.examples)
+
+
+# --------------------------------------------------------------------------------------------------
 # contamination
 # --------------------------------------------------------------------------------------------------
 
@@ -311,14 +460,36 @@ def _benchmark_records(
     results: list[SplitResult], options: PrepareOptions
 ) -> tuple[dict[str, list[Record]], dict[str, str]]:
     """Benchmark problems to check against: those converted in this run, else earlier runs' files."""
-    in_run = {r.spec.name: r.records for r in results if r.spec.kind == "benchmark"}
+    in_run = {_benchmark_name(r): r.records for r in results if r.spec.kind in ("benchmark", "judge_benchmark")}
     origins = {name: "this run" for name in in_run}
     for spec in REGISTRY.values():
-        path = Path(options.output_dir) / spec.name / f"{BENCHMARK_SPLIT}.parquet"
-        if spec.kind == "benchmark" and spec.name not in in_run and path.is_file():
-            in_run[spec.name] = _records_from_file(path)
-            origins[spec.name] = f"{path} (sha256 {sha256_of(path)})"
+        if spec.kind == "benchmark":
+            files = {spec.name: Path(options.output_dir) / spec.name / f"{BENCHMARK_SPLIT}.parquet"}
+        elif spec.kind == "judge_benchmark":
+            files = {f"{spec.name}/{split}": Path(options.output_dir) / spec.name / f"{split}.parquet"
+                     for _, split in spec.splits}
+        else:
+            continue
+        for name, path in files.items():
+            if name not in in_run and path.is_file():
+                in_run[name] = (_records_from_file(path) if spec.kind == "benchmark"
+                                else _records_from_judge_file(path))
+                origins[name] = f"{path} (sha256 {sha256_of(path)})"
     return in_run, origins
+
+
+def _benchmark_name(result: SplitResult) -> str:
+    return result.spec.name if result.spec.kind == "benchmark" else f"{result.spec.name}/{result.split}"
+
+
+def _records_from_judge_file(path: Path) -> list[Record]:
+    rows = pq.read_table(path, columns=["problem", "source_id"]).to_pylist()
+    return [Record(row["problem"], "", None, row["source_id"], i) for i, row in enumerate(rows)]
+
+
+def _is_checked_training_split(result: SplitResult) -> bool:
+    """Training sets, and the ``train`` split of judge examples, are checked for contamination."""
+    return result.spec.kind == "train" or (result.spec.kind == "judge" and result.split == "train")
 
 
 def _records_from_file(path: Path) -> list[Record]:
@@ -340,7 +511,7 @@ def check_contamination(results: list[SplitResult], options: PrepareOptions) -> 
 
     Returns the report (also written to the output root), or ``None`` when the run has no training set.
     """
-    train_results = [r for r in results if r.spec.kind == "train"]
+    train_results = [r for r in results if _is_checked_training_split(r)]
     if not train_results:
         return None
     benchmarks, origins = _benchmark_records(results, options)
@@ -362,7 +533,10 @@ def check_contamination(results: list[SplitResult], options: PrepareOptions) -> 
         }
         if options.decontaminate and contaminated:
             before = len(result.records)
-            result.records = [r for r in result.records if r.source_index not in contaminated]
+            if isinstance(result, JudgeSplitResult):
+                result.remove(contaminated)
+            else:
+                result.records = [r for r in result.records if r.source_index not in contaminated]
             result.removed_as_contaminated = before - len(result.records)
     return report
 
@@ -386,13 +560,15 @@ def rows_for(result: SplitResult, template: PromptTemplate) -> list[dict[str, An
     ]
 
 
-def write_parquet(rows: list[dict[str, Any]], path: Path, *, desc: str, show_progress: bool) -> None:
-    """Write ``rows`` with :data:`ROW_SCHEMA` to ``path`` (a staged path: see :func:`write_results`)."""
+def write_parquet(rows: list[dict[str, Any]], path: Path, *, desc: str, show_progress: bool,
+                  schema: pa.Schema = ROW_SCHEMA) -> None:
+    """Write ``rows`` with ``schema`` (:data:`ROW_SCHEMA` by default) to ``path`` (a staged path: see
+    :func:`write_results`)."""
     with tqdm(total=len(rows), desc=desc, unit="row", disable=not show_progress) as bar:
-        with pq.ParquetWriter(path, ROW_SCHEMA, compression="snappy") as writer:
+        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
             for start in range(0, len(rows), WRITE_CHUNK_ROWS):
                 chunk = rows[start : start + WRITE_CHUNK_ROWS]
-                writer.write_table(pa.Table.from_pylist(chunk, schema=ROW_SCHEMA))
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
                 bar.update(len(chunk))
 
 
@@ -455,11 +631,14 @@ def _empty_split_message(result: SplitResult) -> str:
         f"source row {e['source_index']}: {e['field']}: {e['reason']}" for e in result.dropped_examples
     )
     source = result.source.get("path", result.source.get("origin"))
+    share = result.source.get("holdout_share")
+    holdout = (f" (the {result.split!r} split holds {share:.0%} of the problems, chosen by a hash of the problem: "
+               "too few problems were read for it to get one)" if share else "")
     return (
         f"dataset {result.spec.name!r} split {result.split!r} (read from {source}): no row is left to write - "
         f"{read} rows read, {dropped} dropped as bad, {excluded} excluded by rule, "
         f"{counts['duplicates_removed']} duplicates, {result.removed_as_contaminated} removed as contaminated"
-        f"{f' (dropped: {examples})' if examples else ''}\n"
+        f"{f' (dropped: {examples})' if examples else ''}{holdout}\n"
         f"Fix: correct those rows in the source file or point --source {result.spec.name}=<path> at the right "
         "data; a file with no rows is never written."
     )
@@ -480,7 +659,8 @@ def write_results(
     run = ", ".join(dict.fromkeys(r.spec.name for r in results))
     with StagedOutput(output_dir, run=run) as output:
         for result in results:
-            written.append(_stage_split(result, template, options, output))
+            stage = _stage_judge_split if isinstance(result, JudgeSplitResult) else _stage_split
+            written.append(stage(result, template, options, output))
         if report is not None:
             target = output_dir / CONTAMINATION_REPORT
             _write_staged(lambda path: write_json(report, path), output, target, owner=run)
@@ -502,6 +682,48 @@ def _stage_split(
 
     staged_parquet = _write_staged(write_rows, output, parquet, owner=name)
     payload = _manifest(result, template, staged_parquet, options)
+    _write_staged(lambda path: write_json(payload, path), output, manifest, owner=name)
+    return WrittenFile(name, result.split, len(rows), parquet, manifest, payload["sha256"])
+
+
+def _stage_judge_split(result: JudgeSplitResult, _: PromptTemplate, options: PrepareOptions,
+                       output: StagedOutput) -> WrittenFile:
+    from reward.judge.prompt import PromptTemplate as JudgePrompt
+
+    name = result.spec.name
+    judge_prompt = JudgePrompt.load(options.judge_prompt)
+    rows = [judge_data.example_row(example, judge_prompt, dataset=name, split=result.split, index=index)
+            for index, example in enumerate(result.examples)]
+    directory = Path(options.output_dir) / name
+    parquet, manifest = directory / f"{result.split}.parquet", directory / f"{result.split}.manifest.json"
+    desc = f"{name}/{result.split}: writing"
+
+    def write_rows(path: Path) -> None:
+        write_parquet(rows, path, desc=desc, show_progress=options.show_progress, schema=judge_data.JUDGE_ROW_SCHEMA)
+
+    staged_parquet = _write_staged(write_rows, output, parquet, owner=name)
+    settings = _judge_settings(options)
+    payload = {
+        "data_prep_version": DATA_PREP_VERSION,
+        "dataset": name,
+        "data_source": result.spec.data_source,
+        "kind": result.spec.kind,
+        "split": result.split,
+        "file": parquet.name,
+        "sha256": sha256_of(staged_parquet),
+        "rows": len(rows),
+        "hf_id": result.spec.hf_id,
+        "source": result.source,
+        "judge_prompt": {"version": judge_prompt.version, "sha256": judge_prompt.sha256},
+        "steps": asdict(settings),
+        "counts": {**result.counts, "removed_as_contaminated": result.removed_as_contaminated, "written": len(rows)},
+        "rows_without_reference_answer": sum(1 for e in result.examples if not e.solution.reference_answer),
+        "rows_without_reference_solution": sum(1 for e in result.examples if not e.solution.reference_solution),
+        "bad_row_examples": result.dropped_examples,
+        "options": {"drop_bad_rows": options.drop_bad_rows, "decontaminate": options.decontaminate,
+                    "max_rows": options.max_rows, "judge_balance": options.judge_balance,
+                    "judge_seed": options.judge_seed},
+    }
     _write_staged(lambda path: write_json(payload, path), output, manifest, owner=name)
     return WrittenFile(name, result.split, len(rows), parquet, manifest, payload["sha256"])
 
@@ -541,6 +763,7 @@ def prepare(names: list[str] | tuple[str, ...], options: PrepareOptions | None =
         raise ValueError("no dataset named; give dataset names or a group (benchmarks, train, all)")
     results = [result for spec in specs for result in convert(spec, options)]
     report = check_contamination(results, options)
+    balance_judge_splits(results, options)
     refuse_empty_splits(results)
     written = write_results(results, options, report)
     return PrepareResult(written, report)

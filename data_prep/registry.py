@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from data_prep.answers import ANSWER_RULES, AnswerError
+from data_prep.judge_data import MATH_SHEPHERD, PRM800K, PROCESSBENCH, JudgeSource
 from data_prep.schema import data_source_for
 
-Kind = Literal["benchmark", "train"]
+Kind = Literal["benchmark", "train", "judge", "judge_benchmark"]
 
 #: DAPO-Math-17k wraps every problem in this prompt (its own "Answer:" format); we keep the bare problem.
 DAPO_PROMPT_PREFIX = "Solve the following math problem step by step."
@@ -62,8 +63,10 @@ class DatasetSpec:
     Attributes:
         name: Registry name: the output folder (``data/<name>/``), ``extra_info.dataset`` and, with the
             ``sgpo/`` prefix, ``data_source``.
-        kind: ``benchmark`` (validation files) or ``train`` (training files; checked for contamination
-            against the benchmarks of the same run).
+        kind: ``benchmark`` (validation files), ``train`` (training files; checked for contamination
+            against the benchmarks of the same run), ``judge`` (judge-training examples,
+            ``data_prep/judge_data.py``; their ``train`` split is checked against the benchmarks and
+            ProcessBench) or ``judge_benchmark`` (labelled judge-evaluation rows: ProcessBench).
         description: One line for ``python -m data_prep list``.
         hf_id: Hugging Face dataset id; ``None`` for a dataset generated locally.
         hf_config: Config (subset) name on the hub, or ``None`` for the default.
@@ -83,7 +86,11 @@ class DatasetSpec:
         exclusion: A documented rule excluding rows that are valid but unusable (counted, reported). It
             sees the row restricted to :attr:`source_columns`.
         expected_rows: Published source size per source split (informational).
-        generated: Built by a local generator instead of read (``arith``).
+        generated: Built by a local generator instead of read (``arith``, ``judge_arith``).
+        judge_source: For ``judge``/``judge_benchmark`` entries read from a source: how its rows become
+            labelled solutions (``data_prep/judge_data.py``); the field mapping above is then unused.
+        data_files: ``{source split: file}`` read instead of the source's own split layout, when that
+            layout cannot be read as a whole (PRM800K: its phase-1 and phase-2 files differ in schema).
     """
 
     name: str
@@ -103,6 +110,8 @@ class DatasetSpec:
     exclusion: Callable[[dict[str, Any]], str | None] | None = None
     expected_rows: dict[str, int] = field(default_factory=dict)
     generated: bool = False
+    judge_source: JudgeSource | None = None
+    data_files: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.answer_rule not in ANSWER_RULES:
@@ -117,6 +126,8 @@ class DatasetSpec:
     @property
     def source_columns(self) -> tuple[str, ...]:
         """Top-level source columns the conversion reads (the rest are not loaded into Python)."""
+        if self.judge_source is not None:
+            return self.judge_source.columns
         names = [self.problem_field, self.answer_field, self.solution_field, self.id_field]
         return tuple(dict.fromkeys(n.split(".")[0] for n in names if n is not None))
 
@@ -263,6 +274,49 @@ _SPECS = (
         answer_format_in_problem=True,
         generated=True,
     ),
+    # ---- judge-training examples and the judge benchmark (data_prep/judge_data.py) ----
+    DatasetSpec(
+        name="judge_prm800k",
+        kind="judge",
+        description="PRM800K phase 2: human step ratings of MATH solutions (first step rated -1 = first error)",
+        hf_id="tasksource/PRM800K",
+        splits=(("train", "train"), ("test", "test")),
+        # Phase 1 (about 1 % of the rows: several completions per step) has another schema than phase 2,
+        # so the hub layout cannot be read as one dataset; phase 2 is the part PRM work trains on.
+        data_files={"train": "phase2_train.jsonl", "test": "phase2_test.jsonl"},
+        answer_field=None,
+        judge_source=PRM800K,
+    ),
+    DatasetSpec(
+        name="judge_math_shepherd",
+        kind="judge",
+        description="Math-Shepherd automatic step labels (GSM8K/MATH; first '-' step = first error)",
+        hf_id="peiyi9979/Math-Shepherd",
+        splits=(("train", "train"),),
+        answer_field=None,
+        judge_source=MATH_SHEPHERD,
+        expected_rows={"train": 444655},
+    ),
+    DatasetSpec(
+        name="judge_arith",
+        kind="judge",
+        description="the CPU main job's arithmetic task with errors injected at known steps (generated)",
+        hf_id=None,
+        splits=(("train", "train"), ("test", "test")),
+        answer_field=None,
+        has_reference_solutions=True,
+        generated=True,
+    ),
+    DatasetSpec(
+        name="judge_processbench",
+        kind="judge_benchmark",
+        description="ProcessBench: earliest wrong step of model solutions (steps as given, no reference)",
+        hf_id="Qwen/ProcessBench",
+        splits=(("gsm8k", "gsm8k"), ("math", "math"), ("olympiadbench", "olympiadbench"), ("omnimath", "omnimath")),
+        answer_field=None,
+        judge_source=PROCESSBENCH,
+        expected_rows={"gsm8k": 400, "math": 1000, "olympiadbench": 1000, "omnimath": 1000},
+    ),
 )
 
 REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
@@ -271,7 +325,8 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 GROUPS: dict[str, tuple[str, ...]] = {
     "benchmarks": tuple(s.name for s in _SPECS if s.kind == "benchmark"),
     "train": tuple(s.name for s in _SPECS if s.kind == "train"),
-    "all": tuple(s.name for s in _SPECS),
+    "judge": tuple(s.name for s in _SPECS if s.kind in ("judge", "judge_benchmark")),
+    "all": tuple(s.name for s in _SPECS if s.kind in ("benchmark", "train")),
 }
 
 

@@ -56,6 +56,9 @@ class SourceLocation:
         revision: Hub revision asked for (``None``: the default branch).
         missing_local_copy: For a hub read, the local folder that was looked for and not found (named in
             the error when the hub is unreachable too).
+        data_files: For a hub or folder read, the files of each split (``{split: file}``, relative to the
+            dataset's root) when the dataset's own split layout cannot be read as a whole; ``None`` reads
+            the layout as ``datasets`` resolves it.
     """
 
     origin: str
@@ -63,6 +66,7 @@ class SourceLocation:
     config: str | None = None
     revision: str | None = None
     missing_local_copy: str | None = None
+    data_files: dict[str, str] | None = None
 
 
 def locate(
@@ -73,12 +77,17 @@ def locate(
     source_dir: Path | None,
     overrides: dict[str, Path],
     revision: str | None = None,
+    data_files: dict[str, str] | None = None,
 ) -> SourceLocation:
-    """Decide where dataset ``name`` (hub id ``hf_id``) is read from; see the module docstring."""
+    """Decide where dataset ``name`` (hub id ``hf_id``) is read from; see the module docstring.
+
+    ``data_files`` (``{split: file}``) applies to the hub and to folders, not to a single ``--source`` file.
+    """
+    files = dict(data_files) if data_files else None
     if name in overrides:
         path = Path(overrides[name])
         if path.is_dir():
-            return SourceLocation("local_dir", str(path), config)
+            return SourceLocation("local_dir", str(path), config, data_files=files)
         if path.is_file():
             if path.suffix not in LOCAL_FORMATS:
                 raise SourceUnavailableError(
@@ -90,9 +99,9 @@ def locate(
     if source_dir is not None:
         local = Path(source_dir) / hf_id
         if local.is_dir():
-            return SourceLocation("local_dir", str(local), config)
-        return SourceLocation("hub", hf_id, config, revision, missing_local_copy=str(local))
-    return SourceLocation("hub", hf_id, config, revision)
+            return SourceLocation("local_dir", str(local), config, data_files=files)
+        return SourceLocation("hub", hf_id, config, revision, missing_local_copy=str(local), data_files=files)
+    return SourceLocation("hub", hf_id, config, revision, data_files=files)
 
 
 def load_split(
@@ -134,7 +143,8 @@ def _load(datasets: Any, location: SourceLocation, split: str, cache_dir: str | 
         builder = LOCAL_FORMATS[Path(location.path).suffix]
         return datasets.load_dataset(builder, data_files=location.path, split="train", cache_dir=cache_dir)
     return datasets.load_dataset(
-        location.path, name=location.config, split=split, revision=location.revision, cache_dir=cache_dir
+        location.path, name=location.config, split=split, revision=location.revision, cache_dir=cache_dir,
+        data_files=location.data_files,
     )
 
 
@@ -161,6 +171,8 @@ def local_data_files(location: SourceLocation) -> list[Path]:
     are not data."""
     if location.origin == "hub":
         return []
+    if location.origin == "local_dir" and location.data_files:
+        return sorted(Path(location.path) / file for file in location.data_files.values())
     return _local_data_files(Path(location.path))
 
 

@@ -21,6 +21,10 @@ Datasets (``--dataset``):
   given, and there is no reference (the judge sees the problem alone).
 * ``arith``: a synthetic labelled set of the CPU demo's arithmetic task (``--arith-size`` items, seeded,
   half with one injected error): the rule verifier's home ground.
+* ``judge_file``: a judge-example file written by ``python -m data_prep write judge_...`` (``--input``:
+  ``data/<name>/<split>.parquet``, e.g. the held-out ``data/judge_arith/test.parquet``). The judge
+  segments each row's ``response`` itself (or takes ProcessBench's steps as given), as in SGPO training;
+  the label is the one the example was written with, in the project's step numbering.
 
 Usage::
 
@@ -109,6 +113,38 @@ def processbench_samples(path: Path) -> list[LabelledSample]:
         label = int(row["label"])
         request = JudgeRequest(problem=row["problem"], reference_answer="", response="\n\n".join(steps), steps=steps)
         samples.append(LabelledSample(str(row.get("id", position)), request, None if label < 0 else label + 1))
+    return samples
+
+
+def judge_file_samples(path: Path, config: JudgeConfig) -> list[LabelledSample]:
+    """The rows of a judge-example parquet (``data_prep/judge_data.py``), labels in the project's steps.
+
+    Raises ``ValueError`` when the file is not a judge-example file, or when the judge's step settings
+    differ from those the file was written with (its labels would not match the judge's steps).
+    """
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise ValueError(f"--input {path}: no such file (write it with `python -m data_prep write judge_...`)")
+    table = pq.read_table(path)
+    needed = {"problem", "response", "steps", "steps_as_given", "first_error_step", "reference_answer",
+              "reference_solution", "source_id"}
+    if missing := needed - set(table.column_names):
+        raise ValueError(f"{path} lacks {', '.join(sorted(missing))}: not a judge-example file from data_prep")
+    manifest = path.with_name(path.name.replace(".parquet", ".manifest.json"))
+    if manifest.is_file():
+        written = json.loads(manifest.read_text()).get("steps", {})
+        current = {"max_steps": config.steps.max_steps, "min_step_chars": config.steps.min_step_chars,
+                   "max_judged_chars": config.steps.max_judged_chars, "think_part": config.steps.think_part}
+        if any(written.get(key, value) != value for key, value in current.items()):
+            raise ValueError(f"{path} was written with step settings {written}; the judge uses {current}: "
+                             "set the same reward.sgpo.judge.steps.* (or rewrite the file)")
+    samples = []
+    for row in table.to_pylist():
+        steps = tuple(row["steps"]) if row["steps_as_given"] else None
+        request = JudgeRequest(problem=row["problem"], reference_answer=row["reference_answer"] or "",
+                               response=row["response"], steps=steps, reference_solution=row["reference_solution"])
+        samples.append(LabelledSample(row["source_id"], request, row["first_error_step"]))
     return samples
 
 
@@ -214,8 +250,9 @@ def settings_from_args(config_file: Path | None, assignments: Iterable[str]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reward.judge.benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=["champ", "processbench", "arith"], required=True)
-    parser.add_argument("--input", type=Path, help="ProcessBench file (.json, .jsonl, .parquet)")
+    parser.add_argument("--dataset", choices=["champ", "processbench", "arith", "judge_file"], required=True)
+    parser.add_argument("--input", type=Path,
+                        help="ProcessBench file (.json, .jsonl, .parquet), or a judge-example parquet for judge_file")
     parser.add_argument("--limit", type=int, default=None, help="judge only the first N samples")
     parser.add_argument("--arith-size", type=int, default=200, help="size of the synthetic arithmetic set")
     parser.add_argument("--config", type=Path, help="YAML mapping of reward.sgpo.judge settings")
@@ -238,10 +275,11 @@ def main(argv: list[str] | None = None) -> int:
             _set(mapping, "openai.base_url", server.base_url)
             _set(mapping, "openai.model", "judge")
         config = JudgeConfig.from_mapping(mapping)
-        if args.dataset == "processbench" and args.input is None:
-            raise ValueError("--dataset processbench needs --input FILE (ProcessBench's json/jsonl/parquet)")
+        if args.dataset in ("processbench", "judge_file") and args.input is None:
+            raise ValueError(f"--dataset {args.dataset} needs --input FILE")
         samples = (champ_samples(config) if args.dataset == "champ"
                    else processbench_samples(args.input) if args.dataset == "processbench"
+                   else judge_file_samples(args.input, config) if args.dataset == "judge_file"
                    else arith_samples(args.arith_size))
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
