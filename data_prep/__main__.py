@@ -109,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="judge prompt version the examples are rendered with (default: %(default)s)")
     judge.add_argument("--no-judge-balance", action="store_true",
                        help="keep every train example (default: as many correct as erroneous)")
+    judge.add_argument("--judge-rationale", choices=["none", "steps"], default=PrepareOptions.judge_rationale,
+                       help="the answer: the verdict line alone, or after one line per step (default: %(default)s)")
     judge.add_argument("--judge-seed", type=int, default=PrepareOptions.judge_seed)
     judge.add_argument("--judge-arith-train-size", type=int, default=PrepareOptions.judge_arith_train_size)
     judge.add_argument("--judge-arith-test-size", type=int, default=PrepareOptions.judge_arith_test_size)
@@ -156,6 +158,7 @@ def _write(args: argparse.Namespace) -> None:
         ),
         judge_prompt=args.judge_prompt,
         judge_balance=not args.no_judge_balance,
+        judge_rationale=args.judge_rationale,
         judge_seed=args.judge_seed,
         judge_arith_train_size=args.judge_arith_train_size,
         judge_arith_test_size=args.judge_arith_test_size,

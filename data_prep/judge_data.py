@@ -5,7 +5,9 @@ judge: the **user message is the project's own judge prompt** (``reward/judge/pr
 :class:`reward.judge.prompt.PromptTemplate`) holding the steps of the project's **own segmentation**
 (:func:`reward.judge.steps.segment_response` with the default :class:`reward.judge.config.StepsConfig`:
 the steps the judge is shown during SGPO training), and the **assistant message is the verdict line**
-``VERDICT: k`` (the first wrong step, 1-based) or ``VERDICT: none``. A judge fine-tuned on these rows
+``VERDICT: k`` (the first wrong step, 1-based) or ``VERDICT: none`` — alone (default) or after a short
+rationale, one line per step up to the first wrong one (``--judge-rationale steps``,
+:meth:`JudgeExample.answer`). A judge fine-tuned on these rows
 answers in exactly the format :func:`reward.judge.prompt.parse_verdict` reads.
 
 Sources (registry entries in ``data_prep/registry.py``, kind ``judge``; ProcessBench is kind
@@ -71,6 +73,10 @@ from data_prep.schema import MESSAGE_TYPE, BadRowError, Record, data_source_for
 
 #: Verdict lines of the target (the format ``reward.judge.prompt.parse_verdict`` reads).
 VERDICT_NONE = "VERDICT: none"
+#: Targets: the verdict line alone, or after a one-line-per-step rationale (:meth:`JudgeExample.answer`).
+RATIONALES = ("none", "steps")
+#: Characters of a step quoted in the ``steps`` rationale.
+RATIONALE_STEP_CHARS = 80
 #: Share of a single-split source's problems written as the held-out ``test`` split.
 HOLDOUT_SHARE = 0.02
 #: Hash buckets the hold-out share is drawn in (a problem is held out when its bucket < share * buckets).
@@ -154,6 +160,26 @@ class JudgeExample:
     @property
     def target(self) -> str:
         return VERDICT_NONE if self.first_error_step is None else f"VERDICT: {self.first_error_step}"
+
+    def answer(self, rationale: str = "none") -> str:
+        """The assistant turn: the verdict line, after a short rationale when ``rationale="steps"``.
+
+        The ``steps`` rationale walks the judged steps up to the first wrong one (all of them when none is),
+        one line each: ``Step k: <the step's first line, at most RATIONALE_STEP_CHARS characters> - correct``
+        (or ``- incorrect``). A small judge learns the decision one step at a time from it; the parser reads
+        only the final ``VERDICT:`` line.
+        """
+        if rationale == "none":
+            return self.target
+        if rationale != "steps":
+            raise ValueError(f"unknown judge rationale {rationale!r}; known: {', '.join(RATIONALES)}")
+        last = self.first_error_step or len(self.steps)
+        lines = []
+        for number, text in enumerate(self.steps[:last], start=1):
+            quoted = text.strip().splitlines()[0][:RATIONALE_STEP_CHARS] if text.strip() else ""
+            mark = "incorrect" if number == self.first_error_step else "correct"
+            lines.append(f"Step {number}: {quoted} - {mark}")
+        return "\n".join([*lines, self.target])
 
     @property
     def record(self) -> Record:
@@ -443,14 +469,16 @@ def render(solution: LabelledSolution, settings: RenderSettings, separator: str 
     return JudgeExample(solution, tuple(step.text for step in judged.steps), label, response, keep_source_steps)
 
 
-def example_row(example: JudgeExample, template: Any, *, dataset: str, split: str, index: int) -> dict[str, Any]:
+def example_row(example: JudgeExample, template: Any, *, dataset: str, split: str, index: int,
+                rationale: str = "none") -> dict[str, Any]:
     """The parquet row of an example (:data:`JUDGE_ROW_SCHEMA`); ``template`` is a ``PromptTemplate``."""
     solution = example.solution
     prompt = template.render(solution.problem, list(example.steps), solution.reference_answer,
                              solution.reference_solution)
     return {
         "data_source": data_source_for(dataset),
-        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": example.target}],
+        "messages": [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": example.answer(rationale)}],
         "first_error_step": example.first_error_step,
         "steps": list(example.steps),
         "response": example.response,

@@ -93,6 +93,8 @@ class PrepareOptions:
         judge_prompt: Version of the judge prompt the judge-training examples are rendered with
             (``reward/judge/prompts/step_judge_<version>.txt``).
         judge_balance: Sub-sample each judge ``train`` split to as many correct as erroneous solutions.
+        judge_rationale: The judge examples' answer: ``none`` (the verdict line) or ``steps`` (one line per
+            step up to the first wrong one, then the verdict; ``data_prep.judge_data.JudgeExample.answer``).
         judge_seed: Seed of that sub-sampling and of the ``judge_arith`` examples.
         judge_arith_train_size: Solutions generated for ``judge_arith`` train (before balancing).
         judge_arith_test_size: Solutions generated for ``judge_arith`` test.
@@ -114,6 +116,7 @@ class PrepareOptions:
     arith: arith.ArithConfig = field(default_factory=arith.ArithConfig)
     judge_prompt: str = "v1"
     judge_balance: bool = True
+    judge_rationale: str = "none"
     judge_seed: int = 0
     judge_arith_train_size: int = 4000
     judge_arith_test_size: int = 400
@@ -121,6 +124,8 @@ class PrepareOptions:
 
     def __post_init__(self) -> None:
         get_template(self.template)
+        if self.judge_rationale not in judge_data.RATIONALES:
+            raise ValueError(f"judge_rationale {self.judge_rationale!r}; known: {', '.join(judge_data.RATIONALES)}")
         for key in (*self.sources, *self.revisions):
             if key not in REGISTRY:
                 raise ValueError(f"--source/--revision name {key!r} is not a dataset; known: {', '.join(REGISTRY)}")
@@ -692,7 +697,8 @@ def _stage_judge_split(result: JudgeSplitResult, _: PromptTemplate, options: Pre
 
     name = result.spec.name
     judge_prompt = JudgePrompt.load(options.judge_prompt)
-    rows = [judge_data.example_row(example, judge_prompt, dataset=name, split=result.split, index=index)
+    rows = [judge_data.example_row(example, judge_prompt, dataset=name, split=result.split, index=index,
+                                   rationale=options.judge_rationale)
             for index, example in enumerate(result.examples)]
     directory = Path(options.output_dir) / name
     parquet, manifest = directory / f"{result.split}.parquet", directory / f"{result.split}.manifest.json"
@@ -722,6 +728,7 @@ def _stage_judge_split(result: JudgeSplitResult, _: PromptTemplate, options: Pre
         "bad_row_examples": result.dropped_examples,
         "options": {"drop_bad_rows": options.drop_bad_rows, "decontaminate": options.decontaminate,
                     "max_rows": options.max_rows, "judge_balance": options.judge_balance,
+                    "judge_rationale": options.judge_rationale,
                     "judge_seed": options.judge_seed},
     }
     _write_staged(lambda path: write_json(payload, path), output, manifest, owner=name)

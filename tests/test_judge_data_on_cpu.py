@@ -264,3 +264,19 @@ def test_the_benchmark_refuses_a_judge_file_written_with_other_step_settings(unb
         judge_file_samples(tmp_path / "test.parquet", JudgeConfig.from_mapping({"steps": {"max_steps": 5}}))
     with pytest.raises(ValueError, match="not a judge-example file"):
         judge_file_samples(unbalanced / "math500" / "test.parquet", JudgeConfig())
+
+
+def test_the_steps_rationale_walks_the_steps_to_the_first_error_and_ends_with_the_verdict(tmp_path):
+    prepare(["judge_arith"], options(tmp_path, judge_rationale="steps", judge_balance=False))
+    written = rows(tmp_path / "data", "judge_arith", "test")
+    for row in written:
+        *walk, verdict = row["messages"][1]["content"].splitlines()
+        label = row["first_error_step"]
+        assert len(walk) == (label or len(row["steps"]))
+        assert walk[-1].endswith(" - incorrect" if label else " - correct")
+        assert all(line.endswith(" - correct") for line in walk[:-1])
+        assert all(line.startswith(f"Step {k}: {row['steps'][k - 1].splitlines()[0][:80]}") for k, line in enumerate(walk, 1))
+        assert parse_verdict(row["messages"][1]["content"], len(row["steps"])) == label
+    assert manifest(tmp_path / "data", "judge_arith", "test")["options"]["judge_rationale"] == "steps"
+    with pytest.raises(ValueError, match="judge_rationale"):
+        options(tmp_path, judge_rationale="long")

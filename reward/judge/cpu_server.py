@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import signal
 import socket
@@ -45,7 +46,8 @@ SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"
 #: Arguments that work on these CPUs (see the module docstring).
 CPU_ARGS = ("--dtype", "float32", "--enforce-eager")
 
-#: Longest context the server accepts by default (tokens); judge prompts of CHAMP solutions fit.
+#: Longest context the server accepts by default (tokens); judge prompts of CHAMP solutions fit. A model
+#: whose config allows fewer positions (the CPU chain's small trained judge: 1024) is served with its own.
 DEFAULT_MAX_MODEL_LEN = 8192
 
 #: Seconds to wait for ``/health`` before giving up on a start.
@@ -86,6 +88,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def default_max_model_len(model_dir: Path) -> int:
+    """:data:`DEFAULT_MAX_MODEL_LEN`, capped by the model's ``max_position_embeddings`` (from its config.json)."""
+    config = Path(model_dir) / "config.json"
+    positions = json.loads(config.read_text()).get("max_position_embeddings") if config.is_file() else None
+    return min(DEFAULT_MAX_MODEL_LEN, int(positions)) if positions else DEFAULT_MAX_MODEL_LEN
+
+
 class CPUJudgeServer:
     """A vLLM OpenAI-compatible server process on this machine (context manager: start/stop).
 
@@ -94,19 +103,20 @@ class CPUJudgeServer:
         served_model_name: the model name clients send.
         host: interface to bind (loopback by default).
         port: port to bind; a free one when None.
-        max_model_len: longest prompt + answer, tokens.
+        max_model_len: longest prompt + answer, tokens; None: :data:`DEFAULT_MAX_MODEL_LEN`, or the model's
+            ``max_position_embeddings`` when that is smaller (vLLM refuses a longer context).
         extra_args: further ``vllm`` arguments (e.g. ``("--runner", "pooling")``).
         log_path: where the server's output goes (a temporary file by default).
     """
 
     def __init__(self, model_dir: str | Path, *, served_model_name: str = "judge", host: str = "127.0.0.1",
-                 port: int | None = None, max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+                 port: int | None = None, max_model_len: int | None = None,
                  extra_args: tuple[str, ...] = (), log_path: str | Path | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.served_model_name = served_model_name
         self.host = host
         self.port = port or free_port(host)
-        self.max_model_len = max_model_len
+        self.max_model_len = max_model_len if max_model_len is not None else default_max_model_len(self.model_dir)
         self.extra_args = tuple(extra_args)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="judge-server-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
@@ -183,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--served-model-name", default="judge")
-    parser.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN)
+    parser.add_argument("--max-model-len", type=int, default=None,
+                        help=f"longest context, tokens (default: {DEFAULT_MAX_MODEL_LEN} or the model's own maximum)")
     args, extra = parser.parse_known_args(argv)
     server = CPUJudgeServer(args.model_dir, served_model_name=args.served_model_name, host=args.host,
                             port=args.port, max_model_len=args.max_model_len, extra_args=tuple(extra))
