@@ -47,7 +47,7 @@ def problems(config: Any, gpus: int, require_files: bool) -> list[str]:
     from omegaconf import OmegaConf
 
     found = []
-    if OmegaConf.is_missing(config.data, "train_files"):
+    if OmegaConf.is_missing(config.data, "train_files") or config.data.train_files is None:
         return ["data.train_files is not set: give the fitted judge examples (python -m recipe.sgpo.judge_sft.fit)"]
     files = _files(config.data.train_files)
     missing = [f for f in files if not Path(f).is_file()]
