@@ -148,6 +148,47 @@ def test_the_7b_scripts_dry_run_prints_a_trainer_command_that_composes_in_verl(t
     assert engine.strategy == "fsdp2" and optim.lr_scheduler_type == "cosine"
 
 
+# -- the benchmark script and its table -------------------------------------------------------------------------------
+def _benchmark_script(settings: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, **settings}
+    return subprocess.run(["bash", "run_scripts/judge_benchmark.sh"], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env=env)
+
+
+def test_the_benchmark_script_measures_every_set_and_tabulates_runs_side_by_side(examples, tmp_path):
+    from reward.judge.benchmark_table import read_run, table
+
+    rows = pq.read_metadata(examples / "test.parquet").num_rows
+    run = _benchmark_script({"JUDGE_BACKEND": "rule", "DATA_DIR": str(examples.parent), "JUDGE_SETS": "judge_arith/test",
+                             "LIMIT": "12", "OUT_DIR": str(tmp_path / "rule")})
+    assert run.returncode == 0, run.stderr
+    measured = read_run(tmp_path / "rule")
+    assert set(measured) == {"judge_arith_test", "champ"}
+    assert measured["judge_arith_test"]["samples"] == min(12, rows) and measured["judge_arith_test"]["f1"] == 1.0
+    assert measured["champ"]["dataset"] == "champ" and measured["champ"]["samples"] == 12
+    assert len((tmp_path / "rule" / "champ.jsonl").read_text().splitlines()) == 12
+    assert "| judge_arith_test | 12 | 1.000 |" in run.stdout
+    # a set one run lacks is shown as missing, not as a zero
+    other = {"judge_arith_test": {**measured["judge_arith_test"], "f1": 0.25}}
+    text = table({"before": other, "after": measured})
+    assert "| judge_arith_test | 12 | 0.250 | 1.000 |" in text and "| champ | 12 | – |" in text
+
+
+def test_the_benchmark_script_refuses_a_missing_endpoint_or_set_before_judging(examples, tmp_path):
+    run = _benchmark_script({"OUT_DIR": str(tmp_path / "x"), "JUDGE_URL": ""})
+    assert run.returncode == 2 and "JUDGE_URL is not set" in run.stderr
+    run = _benchmark_script({"OUT_DIR": str(tmp_path / "x"), "JUDGE_URL": "http://127.0.0.1:9/v1", "JUDGE_MODEL": "j",
+                             "DATA_DIR": str(examples.parent), "JUDGE_SETS": "judge_arith/test judge_prm800k/test"})
+    assert run.returncode == 2 and "judge_prm800k/test.parquet not found" in run.stderr
+    assert "python -m data_prep write judge_prm800k" in run.stderr and not (tmp_path / "x").exists()
+    dry = _benchmark_script({"DRY_RUN": "1", "OUT_DIR": str(tmp_path / "x"), "JUDGE_URL": "http://h:8000/v1",
+                             "JUDGE_MODEL": "j"})
+    commands = dry.stdout.strip().splitlines()
+    assert dry.returncode == 0 and len(commands) == 8  # 7 held-out sets by default, then CHAMP
+    assert all("openai.base_url=http://h:8000/v1" in command for command in commands)
+    assert "--dataset champ" in commands[-1] and "judge_processbench/omnimath.parquet" in commands[-2]
+
+
 # -- the whole chain on the CPU (verl's real SFT trainer, a real vLLM server) -------------------------------------------
 @pytest.mark.slow
 def test_the_cpu_chain_trains_a_judge_with_verls_sft_trainer_and_benchmarks_it_before_and_after(tmp_path):
