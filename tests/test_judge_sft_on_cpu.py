@@ -211,3 +211,12 @@ def test_the_cpu_chain_trains_a_judge_with_verls_sft_trainer_and_benchmarks_it_b
     # random weights write no verdict line; after 24 steps the judge answers in the verdict format
     assert summary["before"]["not_judged"] > 0.9
     assert summary["after"]["not_judged"] < 0.1
+
+
+def test_the_cpu_server_fits_its_context_to_the_models_positions(base, tmp_path):
+    from reward.judge.cpu_server import DEFAULT_MAX_MODEL_LEN, default_max_model_len
+
+    # the untrained judge has 1,024 positions: a longer context would be refused by vLLM at start-up
+    assert default_max_model_len(base) == json.loads((base / "config.json").read_text())["max_position_embeddings"]
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 131072}))
+    assert default_max_model_len(tmp_path) == DEFAULT_MAX_MODEL_LEN < 131072
