@@ -226,14 +226,22 @@ def encode_chat_example(tokenizer, messages: list[dict[str, str]], solution: str
     return list(prompt_ids) + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
 
 
-def new_policy_model(tokenizer, config: ArithPolicyConfig):
-    """A freshly initialised Qwen2-shaped causal LM of ``config``'s shape for ``tokenizer`` (tied embeddings, float32)."""
+#: Positions of the policy model (its prompts and solutions are far shorter).
+POLICY_MAX_POSITIONS = 512
+
+
+def new_policy_model(tokenizer, config: ArithPolicyConfig, max_position_embeddings: int = POLICY_MAX_POSITIONS):
+    """A freshly initialised Qwen2-shaped causal LM of ``config``'s shape for ``tokenizer`` (tied embeddings, float32).
+
+    ``config`` needs ``hidden_size``, ``intermediate_size``, ``num_hidden_layers`` and ``num_attention_heads``
+    (the untrained judge of ``recipe/sgpo/judge_sft/base_model.py`` has the same fields).
+    """
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     return Qwen2ForCausalLM(Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_attention_heads, max_position_embeddings=512, tie_word_embeddings=True,
+        num_key_value_heads=config.num_attention_heads, max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         torch_dtype="float32", attn_implementation="sdpa",
     ))
@@ -347,13 +355,33 @@ def settings_of(config: ArithPolicyConfig) -> dict[str, Any]:
 
 
 def is_complete(out_dir: Path, config: ArithPolicyConfig) -> bool:
-    marker = out_dir / DONE_MARKER
+    return marker_matches(out_dir / DONE_MARKER, settings_of(config))
+
+
+def marker_matches(marker: Path, settings: dict[str, Any]) -> bool:
+    """True when a built model folder's marker file records exactly ``settings`` (a cached build to reuse)."""
     if not marker.exists():
         return False
     try:
-        return json.loads(marker.read_text()).get("settings") == settings_of(config)
+        return json.loads(marker.read_text()).get("settings") == settings
     except json.JSONDecodeError:
         return False
+
+
+def write_model_folder(model, tokenizer, out_dir: Path, marker_name: str, report: dict[str, Any]) -> None:
+    """Save ``model`` and ``tokenizer`` (:func:`save_policy`) with the marker ``report`` into ``out_dir``, all or
+    nothing: written in a temporary sibling, then renamed over any previous folder."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        save_policy(model, tokenizer, staging)
+        (staging / marker_name).write_text(json.dumps(report, indent=2) + "\n")
+        staging.chmod(0o755)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def build_arith_policy(
@@ -398,25 +426,15 @@ def build_arith_policy(
         accuracy = sampled_accuracy_by_length(model, tokenizer, config, config.seed)
     finally:
         torch.use_deterministic_algorithms(False)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        save_policy(model, tokenizer, staging)
-        report = {
-            "settings": settings_of(config),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "final_loss": final_loss,
-            "sampled_accuracy_by_operations": {str(k): v for k, v in accuracy.items()},
-            "build_seconds": time.perf_counter() - started,
-            "torch": torch.__version__,
-        }
-        (staging / DONE_MARKER).write_text(json.dumps(report, indent=2) + "\n")
-        staging.chmod(0o755)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    report = {
+        "settings": settings_of(config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_loss": final_loss,
+        "sampled_accuracy_by_operations": {str(k): v for k, v in accuracy.items()},
+        "build_seconds": time.perf_counter() - started,
+        "torch": torch.__version__,
+    }
+    write_model_folder(model, tokenizer, out_dir, DONE_MARKER, report)
     return out_dir
 
 

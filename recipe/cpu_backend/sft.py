@@ -17,7 +17,6 @@ Usage (the config is ``recipe/sgpo/config/judge_sft.yaml`` with the CPU settings
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 
 from recipe.cpu_backend import PLATFORM_ENV, PLATFORM_NAME
@@ -32,19 +31,15 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pat
 CONFIG_NAME = "judge_sft"
 
 
-def _free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
 def start_process_group() -> None:
     """A plain gloo group for this process (one process unless ``torchrun`` set the rank variables)."""
     import torch.distributed
 
+    from reward.judge.cpu_server import free_port
+
     for key, value in SINGLE_PROCESS_ENV.items():
         os.environ.setdefault(key, value)
-    os.environ.setdefault("MASTER_PORT", _free_port())
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
     torch.distributed.init_process_group(backend="gloo", timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S),
                                          init_method=os.environ.get("DIST_INIT_METHOD"))
 

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +81,14 @@ def build_tokenizer(texts: list[str], config: JudgeBaseConfig) -> Any:
 
 
 def new_model(tokenizer: Any, config: JudgeBaseConfig) -> Any:
-    """A freshly initialised Qwen2-shaped causal LM (tied embeddings, float32) seeded by ``config.seed``."""
+    """A freshly initialised Qwen2-shaped causal LM (the policy's builder: tied embeddings, float32) seeded by
+    ``config.seed``."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from data_prep.arith_policy import new_policy_model
 
     torch.manual_seed(config.seed)
-    return Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_attention_heads, max_position_embeddings=config.max_position_embeddings,
-        tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, torch_dtype="float32", attn_implementation="sdpa",
-    ))
+    return new_policy_model(tokenizer, config, max_position_embeddings=config.max_position_embeddings)
 
 
 def conversations(train_file: Path, limit: int) -> list[list[dict[str, str]]]:
@@ -106,18 +99,13 @@ def conversations(train_file: Path, limit: int) -> list[list[dict[str, str]]]:
     return table.column("messages").to_pylist()[:limit]
 
 
-def is_complete(out_dir: Path, settings: dict[str, Any]) -> bool:
-    marker = out_dir / DONE_MARKER
-    return marker.is_file() and json.loads(marker.read_text()).get("settings") == settings
-
-
 def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: JudgeBaseConfig | None = None) -> Path:
     """Build (or reuse) the untrained judge folder; returns it. Written to a temporary sibling, then renamed.
 
     Raises:
         ValueError: a training conversation is longer than ``max_position_embeddings`` tokens.
     """
-    from data_prep.arith_policy import render_chatml, save_policy
+    from data_prep.arith_policy import marker_matches, render_chatml, write_model_folder
 
     config = config or JudgeBaseConfig()
     out_dir = Path(out_dir)
@@ -125,7 +113,7 @@ def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: Judg
     texts = [render_chatml(chat[:1]) + chat[1]["content"] for chat in chats]
     # the merges depend on the texts: other examples (seed, sizes) make another tokenizer
     settings = {**asdict(config), "texts_sha256": hashlib.sha256("\0".join(texts).encode()).hexdigest()}
-    if is_complete(out_dir, settings):
+    if marker_matches(out_dir / DONE_MARKER, settings):
         return out_dir
     tokenizer = build_tokenizer(texts, config)
     longest = max(len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False)) for chat in chats)
@@ -133,19 +121,9 @@ def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: Judg
         raise ValueError(f"a judge conversation of {train_file} takes {longest} tokens, more than "
                          f"max_position_embeddings={config.max_position_embeddings}")
     model = new_model(tokenizer, config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        save_policy(model, tokenizer, staging)
-        report = {"settings": settings, "parameters": sum(p.numel() for p in model.parameters()),
-                  "vocabulary": len(tokenizer), "longest_conversation_tokens": longest}
-        (staging / DONE_MARKER).write_text(json.dumps(report, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    report = {"settings": settings, "parameters": sum(p.numel() for p in model.parameters()),
+              "vocabulary": len(tokenizer), "longest_conversation_tokens": longest}
+    write_model_folder(model, tokenizer, out_dir, DONE_MARKER, report)
     return out_dir
 
 

@@ -30,11 +30,9 @@ CONFIG_NAME = "judge_sft"
 
 def compose(overrides: Sequence[str]) -> Any:
     """The composed judge-SFT config (verl's ``sft_trainer_engine`` with ``judge_sft.yaml`` and ``overrides``)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from recipe.sgpo.preflight import compose_config
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    return compose_config(overrides, CONFIG_DIR, CONFIG_NAME)
 
 
 def _files(value: Any) -> list[str]:
