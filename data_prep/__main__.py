@@ -26,6 +26,7 @@ from data_prep.pipeline import (
     SourceSchemaError,
     prepare,
 )
+from data_prep.judge_data import RATIONALES
 from data_prep.registry import GROUPS, REGISTRY
 from data_prep.schema import BadRowError
 from data_prep.source_files import SourceFileError
@@ -109,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="judge prompt version the examples are rendered with (default: %(default)s)")
     judge.add_argument("--no-judge-balance", action="store_true",
                        help="keep every train example (default: as many correct as erroneous)")
-    judge.add_argument("--judge-rationale", choices=["none", "steps"], default=PrepareOptions.judge_rationale,
+    judge.add_argument("--judge-rationale", choices=RATIONALES, default=PrepareOptions.judge_rationale,
                        help="the answer: the verdict line alone, or after one line per step (default: %(default)s)")
     judge.add_argument("--judge-seed", type=int, default=PrepareOptions.judge_seed)
     judge.add_argument("--judge-arith-train-size", type=int, default=PrepareOptions.judge_arith_train_size)

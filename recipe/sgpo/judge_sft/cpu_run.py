@@ -217,6 +217,8 @@ def run(options: JudgeRunOptions) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> JudgeRunOptions:
+    from data_prep.judge_data import RATIONALES
+
     defaults = JudgeRunOptions()
     parser = argparse.ArgumentParser(prog="bash run_scripts/judge_sft_cpu.sh", description=__doc__.split("\n\n")[0],
                                      epilog="Hydra overrides of the SFT trainer go after `--`.")
@@ -225,7 +227,7 @@ def parse_args(argv: Sequence[str] | None = None) -> JudgeRunOptions:
                  "max_tokens", "val_every"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--rationale", choices=["none", "steps"], default=defaults.rationale,
+    parser.add_argument("--rationale", choices=RATIONALES, default=defaults.rationale,
                         help="the answer trained: the verdict line, or one line per step then the verdict")
     parser.add_argument("--base-dir", type=Path, default=None, help="folder of the untrained judge (cached)")
     args, extra = parser.parse_known_args(argv)
