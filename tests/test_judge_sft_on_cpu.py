@@ -79,6 +79,15 @@ def test_rows_longer_than_max_length_are_dropped_and_counted(base, examples, tmp
     assert max(fit.token_length(tokenizer, m) for m in kept.column("messages").to_pylist()) <= cut
     with pytest.raises(ValueError, match="no row fits"):
         fit.fit_file(examples / "test.parquet", tokenizer, lengths[0] - 1 + fit.MARGIN_TOKENS, tmp_path, progress=False)
+    # several files: one that fails leaves none written (the test file fits the cut, its long rows do not)
+    table = pq.read_table(examples / "test.parquet")
+    long_rows = [i for i, m in enumerate(table.column("messages").to_pylist()) if fit.token_length(tokenizer, m) > cut]
+    (tmp_path / "long").mkdir()
+    pq.write_table(table.take(long_rows), tmp_path / "long" / "test.parquet")
+    with pytest.raises(ValueError, match="long/test.parquet: no row fits"):
+        fit.fit_files_with(tokenizer, [examples / "test.parquet", tmp_path / "long" / "test.parquet"],
+                           cut + fit.MARGIN_TOKENS, tmp_path / "all", progress=False)
+    assert not (tmp_path / "all").exists()
 
 
 def test_fit_refuses_a_file_that_is_not_judge_examples(base, tmp_path):

@@ -34,8 +34,9 @@ def token_length(tokenizer: Any, messages: list[dict[str, str]]) -> int:
     return len(ids)
 
 
-def fit_file(path: Path, tokenizer: Any, max_length: int, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
-    """Write the rows of ``path`` that fit ``max_length - MARGIN_TOKENS`` tokens to ``out_dir``; return the counts.
+def measure_file(path: Path, tokenizer: Any, max_length: int, out_dir: Path, *,
+                 progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The rows of ``path`` that fit ``max_length - MARGIN_TOKENS`` tokens, and the report of where they go.
 
     Raises:
         ValueError: the file has no ``messages`` column (not a judge-example file), or no row fits.
@@ -54,22 +55,36 @@ def fit_file(path: Path, tokenizer: Any, max_length: int, out_dir: Path, *, prog
     dataset = table.column("dataset")[0].as_py() if table.num_rows else path.parent.name
     split = table.column("split")[0].as_py() if table.num_rows else path.stem
     target = out_dir / f"{dataset}-{split}.parquet"
+    report = {"input": str(path), "output": str(target), "rows": table.num_rows, "kept": len(keep),
+              "dropped_too_long": table.num_rows - len(keep), "max_length": max_length, "limit": limit,
+              "longest_kept": max(lengths[i] for i in keep), "longest": max(lengths)}
+    return table.take(keep), report
+
+
+def fit_file(path: Path, tokenizer: Any, max_length: int, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Write the rows of ``path`` that fit (:func:`measure_file`) to ``out_dir``; return the counts."""
+    return fit_files_with(tokenizer, [path], max_length, out_dir, progress=progress)[0]
+
+
+def fit_files_with(tokenizer: Any, paths: list[Path], max_length: int, out_dir: Path, *,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """Measure every file first, then write them all: a file that fails leaves nothing written."""
+    measured = [measure_file(Path(path), tokenizer, max_length, out_dir, progress=progress) for path in paths]
     out_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.take(keep), target)
-    return {"input": str(path), "output": str(target), "rows": table.num_rows, "kept": len(keep),
-            "dropped_too_long": table.num_rows - len(keep), "max_length": max_length, "limit": limit,
-            "longest_kept": max(lengths[i] for i in keep), "longest": max(lengths)}
+    for table, report in measured:
+        pq.write_table(table, report["output"])
+    return [report for _, report in measured]
 
 
 def fit_files(paths: list[Path], model_dir: Path, max_length: int, out_dir: Path, *,
               progress: bool = True) -> list[dict[str, Any]]:
-    """:func:`fit_file` for every path with the tokenizer of ``model_dir``; writes ``out_dir/fit_report.json``."""
+    """:func:`fit_files_with` the tokenizer of ``model_dir``; writes ``out_dir/fit_report.json``."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.chat_template is None:
         raise ValueError(f"{model_dir}: the tokenizer has no chat template; the judge is trained on chat turns")
-    report = [fit_file(Path(path), tokenizer, max_length, out_dir, progress=progress) for path in paths]
+    report = fit_files_with(tokenizer, paths, max_length, out_dir, progress=progress)
     (out_dir / "fit_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
