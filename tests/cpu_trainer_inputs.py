@@ -21,7 +21,7 @@ def build_coin_policy(out_dir: Path, rows: list[dict], steps: int = 300, seed: i
     (data_prep/arith_policy.py) in a few seconds."""
     import torch
 
-    from data_prep.arith_policy import (ArithPolicyConfig, build_tokenizer, encode_chat_example, new_policy_model,
+    from data_prep.arith_policy import (ArithPolicyConfig, build_tokenizer, encode_chat_examples, new_policy_model,
                                         pretrain, render_chatml, save_policy)
 
     prompts = [list(row["prompt"]) for row in rows]
@@ -36,8 +36,8 @@ def build_coin_policy(out_dir: Path, rows: list[dict], steps: int = 300, seed: i
             completions.append([f"\\boxed{{{answer}}}", f"\\boxed{{{answer + 1}}}"])
     texts = [render_chatml(p) for p in prompts] + [c for pair in completions for c in pair]
     tokenizer = build_tokenizer(texts, vocab_size=320)
-    examples = [encode_chat_example(tokenizer, prompt, completion)
-                for prompt, pair in zip(prompts, completions) for completion in pair]
+    pairs = [(prompt, completion) for prompt, pair in zip(prompts, completions) for completion in pair]
+    examples = encode_chat_examples(tokenizer, [prompt for prompt, _ in pairs], [completion for _, completion in pairs])
     settings = ArithPolicyConfig(seed=seed, train_steps=steps, warmup_steps=10, batch_size=16, lr=3e-3, hidden_size=64,
                                  intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
     torch.manual_seed(seed)

@@ -20,6 +20,7 @@ from data_prep.arith_policy import (
     build_report,
     build_tokenizer,
     encode_example,
+    encode_examples,
     render_chatml,
     prompt_messages,
     slipped_solution,
@@ -102,13 +103,19 @@ def test_training_sequences_are_the_tokens_verl_renders_from_the_parquet_rows(tm
 
     tokenizer = AutoTokenizer.from_pretrained(policy)
     rows = generate(5, seed=11, split="val", config=task_config())
-    for row, problem in zip(rows, generate_problems(5, 11, split="val", config=task_config())):
+    problems = generate_problems(5, 11, split="val", config=task_config())
+    solutions = [f"1 + 2 = 3\n\\boxed{{{index}}}" for index in range(5)]
+    batched = encode_examples(tokenizer, problems, solutions)  # the build's path: one batched call
+    for row, problem, solution, encoded in zip(rows, problems, solutions, batched):
         verl_ids = apply_chat_template(tokenizer, list(row["prompt"]), tokenize=True, add_generation_prompt=True)
-        ids, labels = encode_example(tokenizer, problem, "1 + 2 = 3\n\\boxed{3}")
+        assert encoded == encode_example(tokenizer, problem, solution)
+        ids, labels = encoded
         assert ids[: len(verl_ids)] == list(verl_ids)
         assert labels[: len(verl_ids)] == [IGNORE_INDEX] * len(verl_ids)
         assert labels[len(verl_ids):] == ids[len(verl_ids):] and ids[-1] == tokenizer.eos_token_id
-        assert tokenizer.decode(ids[len(verl_ids):-1]) == "1 + 2 = 3\n\\boxed{3}"
+        assert tokenizer.decode(ids[len(verl_ids):-1]) == solution
+    with pytest.raises(ValueError, match="5 prompts but 4 solutions"):
+        encode_examples(tokenizer, problems, solutions[:4])
 
 
 def test_build_is_cached_deterministic_and_rebuilt_when_a_setting_changes(tmp_path):

@@ -59,6 +59,24 @@ def test_cpu_platform_and_registrations_load_only_when_asked(repo_root):
     assert _probe(probe, env, repo_root) == ["False", "False", "False", "False"]
 
 
+@pytest.mark.parametrize("role", ["actor", "ref"])
+def test_the_cpu_platform_trains_and_scores_in_float32(role):
+    """verl's FSDP engine takes its compute precision from ``fsdp_config.mixed_precision`` alone (without it:
+    bf16 parameters under bf16 autocast, whatever ``dtype`` says), so the cpu platform must set it."""
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.utils.torch_dtypes import PrecisionType
+    from verl.workers.config import FSDPEngineConfig
+
+    from recipe.sgpo.preflight import compose_config
+
+    config = compose_config(["+platform=cpu"])
+    engine = omega_conf_to_dataclass(config.actor_rollout_ref[role].fsdp_config)  # its _target_, as verl builds it
+    assert isinstance(engine, FSDPEngineConfig)
+    assert engine.mixed_precision is not None, "without mixed_precision verl's FSDP engine computes in bf16"
+    for field in ("param_dtype", "reduce_dtype", "buffer_dtype"):
+        assert PrecisionType.to_dtype(engine.mixed_precision[field]) is torch.float32, field
+
+
 def test_cpu_sync_is_plain_verl_sync_and_sgpo_layers_its_metrics_on_top(repo_root):
     probe = (
         "import verl\n"
