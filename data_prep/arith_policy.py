@@ -2,7 +2,7 @@
 
 No model hub is reachable from the machines this runs on, and a downloaded chat model (SmolLM2-135M) writes
 prose and code, never the arithmetic task's ``a op b = c`` lines: it scores 0 % before and after a CPU
-run, so nothing visibly learns. This module builds, once and in about 5 minutes on two cores, a policy
+run, so nothing visibly learns. This module builds, once and in 5-7 minutes on two cores, a policy
 that often guesses a bare answer and, when it works the steps, writes well-formed lines with mistakes at
 varied steps, so that RL has something to fix:
 
@@ -409,7 +409,7 @@ def write_model_folder(model, tokenizer, out_dir: Path, marker_name: str, report
 def build_arith_policy(
     out_dir: str | Path | None = None, config: ArithPolicyConfig | None = None, *, show_progress: bool = True
 ) -> Path:
-    """The pre-trained policy's Hugging Face folder: built once (about 5 minutes on two cores), then cached."""
+    """The pre-trained policy's Hugging Face folder: built once (5-7 minutes on two cores), then cached."""
     import torch
     from tqdm import tqdm
 

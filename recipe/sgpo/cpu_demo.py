@@ -24,7 +24,7 @@ manager — through the CPU backend (``recipe/cpu_backend``, selected by ``VERL_
 ``grpo`` estimator. Anything after ``--`` is passed to the trainer as hydra overrides.
 
 Expected time on 2 cores with the defaults (docs/cpu_training.md): the arithmetic policy's one-time build
-about 5 minutes, then about 1.5 minutes of start-up and validation and 4-7 s per step; peak memory
+5-7 minutes, then about 1.5 minutes of start-up and validation and 4-7 s per step; peak memory
 (PSS) of the trainer's processes about 5 GiB. SmolLM2: 1.5-3.5 minutes per step, about 15 GiB.
 """
 
@@ -230,7 +230,7 @@ def prepare_policy(options: DemoOptions) -> Path:
         from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR, build_arith_policy, is_complete, ArithPolicyConfig
 
         if not is_complete(DEFAULT_ARITH_POLICY_DIR, ArithPolicyConfig()):
-            print("[sgpo] pre-training the arithmetic policy once (about 5 minutes; cached in "
+            print("[sgpo] pre-training the arithmetic policy once (5-7 minutes; cached in "
                   f"{DEFAULT_ARITH_POLICY_DIR})", flush=True)
         return build_arith_policy()
     from data_prep.models import ensure_smollm2
