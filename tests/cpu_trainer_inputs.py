@@ -34,10 +34,10 @@ def build_coin_policy(out_dir: Path, rows: list[dict], steps: int = 300, seed: i
             completions.append([f"{line}\n\\boxed{{{answer + 1}}}", f"{left}= {answer + 1}\n\\boxed{{{answer + 1}}}"])
         else:
             completions.append([f"\\boxed{{{answer}}}", f"\\boxed{{{answer + 1}}}"])
-    texts = [render_chatml(p) for p in prompts] + [c for pair in completions for c in pair]
-    tokenizer = build_tokenizer(texts, vocab_size=320)
-    pairs = [(prompt, completion) for prompt, pair in zip(prompts, completions) for completion in pair]
-    examples = encode_chat_examples(tokenizer, [prompt for prompt, _ in pairs], [completion for _, completion in pairs])
+    solutions = [completion for pair in completions for completion in pair]
+    tokenizer = build_tokenizer([render_chatml(p) for p in prompts] + solutions, vocab_size=320)
+    examples = encode_chat_examples(tokenizer, [prompt for prompt, pair in zip(prompts, completions) for _ in pair],
+                                    solutions)
     settings = ArithPolicyConfig(seed=seed, train_steps=steps, warmup_steps=10, batch_size=16, lr=3e-3, hidden_size=64,
                                  intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
     torch.manual_seed(seed)
