@@ -139,6 +139,7 @@ def test_main_job_runs_sgpo_on_the_tiny_policy(tiny_main_job):
     # and the trainer pushed its weights to the server at the start and after the step.
     assert step["training/off_policy/trajectory_staleness/max"] == 0
     trainer_log = (run_dir / "logs" / "trainer.log").read_text(errors="replace")
+    assert "SGPO plugin failed" not in trainer_log  # registered in every process of the run (driver and actors)
     for synced in (0, 1):
         assert f"weight tensors (step {synced})" in trainer_log
     assert any((run_dir / "rollouts").glob("*.jsonl"))

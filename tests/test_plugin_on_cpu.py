@@ -80,6 +80,30 @@ def test_check_install_reports_a_missing_registration(repo_root):
     assert "VERL_USE_EXTERNAL_MODULES=recipe.sgpo.plugin" in result.stdout  # the fix is named
 
 
+# What Ray runs in the CPU rollout server's process: it imports the module of the actor class first, and that
+# module's own `verl` import loads the plugin while the module is still half-initialised.
+ROLLOUT_SERVER_PROBE = textwrap.dedent(
+    """
+    import recipe.cpu_backend.rollout
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY
+    from verl.workers.engine import EngineRegistry
+    from verl.workers.rollout import base
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+    print("sgpo" in ADV_ESTIMATOR_REGISTRY, "cpu" in EngineRegistry._engines["language_model"]["fsdp2"],
+          ("transformers", "async") in base._ROLLOUT_REGISTRY, RolloutReplicaRegistry.get("transformers").__name__)
+    """
+)
+
+
+def test_the_plugin_registers_in_a_process_that_imports_the_cpu_rollout_before_verl(tmp_path):
+    # Was: "SGPO plugin failed to register with verl: ImportError: cannot import name 'register_rollout' from
+    # partially initialized module 'recipe.cpu_backend.rollout'" in every CPU run's rollout server.
+    result = run_python(ROLLOUT_SERVER_PROBE, {"VERL_PLATFORM": "cpu", "VERL_USE_EXTERNAL_MODULES": ""}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SGPO plugin failed" not in result.stderr, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "True", "True", "TransformersReplica"]
+
+
 def test_broken_plugin_is_reported_loudly(tmp_path):
     # A real fault: a `reward` package that fails to import shadows ours on PYTHONPATH, so the entry
     # point's import raises inside `import verl`, which verl swallows at debug level.

@@ -38,8 +38,7 @@ def register() -> None:
     """Register the platform, engines, rollout and trainer mode with verl (idempotent)."""
     import recipe.cpu_backend.platform  # noqa: F401  registers the platform (before anything resolves it)
     import recipe.cpu_backend.trainer  # noqa: F401  registers trainer mode cpu_sync
+    import recipe.cpu_backend.rollout  # noqa: F401  registers rollout `transformers` at the end of its body
     from recipe.cpu_backend.engine import register_engines
-    from recipe.cpu_backend.rollout import register_rollout
 
     register_engines()
-    register_rollout()

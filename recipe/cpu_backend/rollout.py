@@ -392,3 +392,10 @@ def register_rollout() -> None:
     rollout_base._ROLLOUT_REGISTRY.setdefault(
         (ROLLOUT_NAME, "async"), f"{TransformersServerAdapter.__module__}.{TransformersServerAdapter.__qualname__}"
     )
+
+
+# Registered by the module itself, not by the plugin calling a function of it: in the rollout server's
+# process Ray imports this module first (to rebuild TransformersServer), and its `verl` import above loads
+# the SGPO plugin, which then finds this module half-initialised (a `from ... import register_rollout`
+# there failed, and with it the plugin's whole registration in that process).
+register_rollout()
