@@ -344,7 +344,6 @@ def sampled_accuracy_by_length(model, tokenizer, config: ArithPolicyConfig, seed
     answer is read with the grader's own extractor and compared as an integer.
     """
     import torch
-    from reward.answers import extract_final_answer
 
     accuracy = {}
     arith = config.arith_config()
@@ -353,20 +352,32 @@ def sampled_accuracy_by_length(model, tokenizer, config: ArithPolicyConfig, seed
         problems = generate_problems(config.report_problems_per_length, seed, split="report", config=length_config)
         prompts = [tokenizer.apply_chat_template(prompt_messages(p), add_generation_prompt=True, tokenize=False)
                    for p in problems]
-        tokenizer.padding_side = "left"
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(seed + num_ops)
-        with torch.no_grad():
-            output = model.generate(**encoded, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                    max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct = 0
-        for problem, text in zip(problems, texts):
-            answer = extract_final_answer(text).answer
-            correct += answer is not None and answer.strip() == str(problem.answer)
+        correct = count_correct_samples(model, tokenizer, prompts, [str(p.answer) for p in problems], config.max_new_tokens)
         accuracy[num_ops] = correct / len(problems)
     return accuracy
+
+
+def count_correct_samples(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], max_new_tokens: int) -> int:
+    """Correct final answers among one sample per prompt at temperature 1 (no top-k/top-p), one left-padded batch.
+
+    The answer is read with the grader's own extractor and compared as text; seed torch before calling.
+    """
+    import torch
+    from reward.answers import extract_final_answer
+
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        output = model.generate(**encoded, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=tokenizer.eos_token_id)
+    texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    correct = 0
+    for text, expected in zip(texts, answers):
+        answer = extract_final_answer(text).answer
+        correct += answer is not None and answer.strip() == expected
+    return correct
 
 
 # ---------------------------------------------------------------------------------------------- build

@@ -19,8 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR  # noqa: E402
-from reward.answers import extract_final_answer  # noqa: E402
+from data_prep.arith_policy import DEFAULT_ARITH_POLICY_DIR, count_correct_samples  # noqa: E402
 
 #: Longest response sampled (the main job's --response-length default).
 MAX_NEW_TOKENS = 128
@@ -30,20 +29,9 @@ def accuracy(model, tokenizer, prompts: list[str], answers: list[str], batches: 
     import torch
 
     torch.manual_seed(seed)
-    tokenizer.padding_side = "left"
-    correct = total = 0
-    for rows in batches:
-        encoded = tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            output = model.generate(**encoded, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                    max_new_tokens=MAX_NEW_TOKENS, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
-        for row, text in zip(rows, texts):
-            answer = extract_final_answer(text).answer
-            correct += answer is not None and answer.strip() == answers[row]
-            total += 1
-    return correct / total
+    correct = sum(count_correct_samples(model, tokenizer, [prompts[i] for i in rows], [answers[i] for i in rows], MAX_NEW_TOKENS)
+                  for rows in batches)
+    return correct / sum(len(rows) for rows in batches)
 
 
 def main() -> int:
