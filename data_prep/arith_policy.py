@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from data_prep.arith import STEP_INSTRUCTION, ArithConfig, ArithProblem, generate_problems
+from data_prep.staged_output import exclusive_build
 from data_prep.templates import CHATML_CHAT_TEMPLATE, DEFAULT_TEMPLATE, get_template
 
 #: Repository root (``data_prep/`` sits directly below it).
@@ -420,14 +421,22 @@ def write_model_folder(model, tokenizer, out_dir: Path, marker_name: str, report
 def build_arith_policy(
     out_dir: str | Path | None = None, config: ArithPolicyConfig | None = None, *, show_progress: bool = True
 ) -> Path:
-    """The pre-trained policy's Hugging Face folder: built once (5-7 minutes on two cores), then cached."""
-    import torch
-    from tqdm import tqdm
-
+    """The pre-trained policy's Hugging Face folder: built once (5-7 minutes on two cores), then cached.
+    Processes asking for the same folder at once build it once (:func:`~data_prep.staged_output.exclusive_build`)."""
     config = config or ArithPolicyConfig()
     out_dir = Path(out_dir or DEFAULT_ARITH_POLICY_DIR)
     if is_complete(out_dir, config):
         return out_dir
+    with exclusive_build(out_dir):
+        if not is_complete(out_dir, config):  # another process may have built it while this one waited
+            _build_arith_policy(out_dir, config, show_progress)
+    return out_dir
+
+
+def _build_arith_policy(out_dir: Path, config: ArithPolicyConfig, show_progress: bool) -> None:
+    import torch
+    from tqdm import tqdm
+
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True)
@@ -468,7 +477,6 @@ def build_arith_policy(
         "torch": torch.__version__,
     }
     write_model_folder(model, tokenizer, out_dir, DONE_MARKER, report)
-    return out_dir
 
 
 def build_report(out_dir: str | Path) -> dict[str, Any]:

@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from data_prep.staged_output import exclusive_build
+
 #: Repository root (``data_prep/`` sits directly below it).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,18 +120,20 @@ def ensure_smollm2(out_dir: str | Path | None = None) -> Path:
     source = smollm2_gguf_path()
     if _is_complete(target, source):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _convert(source, staging)
-        (staging / DONE_MARKER).write_text(json.dumps({"source": source.name, "source_bytes": source.stat().st_size}))
-        staging.chmod(FOLDER_MODE)  # mkdtemp creates 0700; other users (CI, servers) must read it
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with exclusive_build(target):
+        if _is_complete(target, source):  # another process converted it while this one waited
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            _convert(source, staging)
+            (staging / DONE_MARKER).write_text(json.dumps({"source": source.name, "source_bytes": source.stat().st_size}))
+            staging.chmod(FOLDER_MODE)  # mkdtemp creates 0700; other users (CI, servers) must read it
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -16,9 +16,12 @@ Usage::
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -136,3 +139,24 @@ class StagedOutput:
             except OSError:  # not empty: something else lives there now; leave it
                 pass
         self._created_dirs.clear()
+
+
+@contextmanager
+def exclusive_build(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock (``flock`` on the hidden sibling file ``.<name>.lock``) while ``target`` is built.
+
+    A cached folder (a converted or pre-trained model) is written to a temporary sibling and renamed over
+    ``target``. Two processes that find it missing at once (two runs started together, parallel test
+    workers) would otherwise both build it, and the second rename would delete the folder under the first
+    one's readers. The caller re-checks the cache inside the block: the second process waits, then finds
+    the folder complete. The lock file stays (empty); the lock is released when the block ends or the
+    process dies.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

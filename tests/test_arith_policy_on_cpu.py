@@ -6,9 +6,14 @@ job, not asserted here: a test build is a few optimizer steps.
 
 from __future__ import annotations
 
+import json
 import random
 import re
-from dataclasses import replace
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +30,11 @@ from data_prep.arith_policy import (
     prompt_messages,
     slipped_solution,
     task_config,
+    _build_arith_policy,
 )
+from data_prep.staged_output import exclusive_build
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+)$")
 #: A build of seconds: the settings are what is tested, not the policy's skill.
@@ -132,7 +141,37 @@ def test_build_is_cached_deterministic_and_rebuilt_when_a_setting_changes(tmp_pa
     build_arith_policy(first, other, show_progress=False)
     assert build_report(first)["settings"]["seed"] == 1
     assert (first / "model.safetensors").read_bytes() != weights
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    # no staging folder left behind (the build's lock files stay, empty)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]
+
+
+def _blocked_on_a_lock(pid: int) -> bool:
+    """True when process ``pid`` waits for a file lock (Linux ``/proc/locks`` lists waiters with ``->``)."""
+    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
+               for line in Path("/proc/locks").read_text().splitlines() if "->" in line)
+
+
+def test_a_second_process_waits_for_a_build_in_progress_and_reuses_it(tmp_path):
+    """Two runs that need the same uncached policy at once build it once: the second waits for the first,
+    then finds the folder complete (without the lock it would build again and rename its copy over the
+    folder the first is reading). This test plays the first process: it holds the build lock and builds."""
+    target = tmp_path / "policy"
+    code = ("import json, sys; from data_prep.arith_policy import ArithPolicyConfig, build_arith_policy; "
+            "print(build_arith_policy(sys.argv[1], ArithPolicyConfig(**json.loads(sys.argv[2]))))")
+    with exclusive_build(target):
+        second = subprocess.Popen([sys.executable, "-c", code, str(target), json.dumps(asdict(SMALL))], cwd=REPO_ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not _blocked_on_a_lock(second.pid) and second.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert second.poll() is None, f"the second process did not wait for the build: {second.communicate()}"
+        _build_arith_policy(target, SMALL, show_progress=False)
+        stamp = (target / "model.safetensors").stat().st_mtime_ns
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert out.strip() == str(target)
+    assert "pre-training the arithmetic policy" not in err  # it did not build
+    assert (target / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_the_task_config_is_valid_and_the_validation_problems_are_unseen():

@@ -13,8 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -338,14 +342,6 @@ def test_the_judge_server_script_prints_the_vllm_command_and_the_endpoint():
 
 # --- the multi-node command against a real Ray cluster ------------------------------------------------
 
-#: A one-node Ray cluster with the job server (dashboard), stopped when its stdin closes.
-RAY_HEAD_PROGRAM = """
-import sys, ray
-context = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[1]), num_cpus=1)
-print("READY", context.dashboard_url, flush=True)
-sys.stdin.read()
-ray.shutdown()
-"""
 #: Seconds to wait for the Ray head (and its dashboard) to come up on a busy 2-core machine.
 RAY_START_TIMEOUT_S = 240
 #: Seconds between attempts to reach the job agent while it starts.
@@ -358,48 +354,59 @@ def _ray_env() -> dict[str, str]:
                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
 @pytest.fixture(scope="module")
 def ray_dashboard():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """A one-node Ray cluster with the job server (dashboard). Every port is chosen free, the job agent's
+    too (Ray's default 52365 is taken by any other Ray node on the machine, e.g. a trainer in the other test
+    worker: its job agent would never come up), and the cluster's address file stays in its own temp dir, so
+    a ``ray.init()`` elsewhere on the machine starts its own cluster instead of joining this one. Stopped by
+    signalling its process group (``ray stop`` would stop every Ray node on the machine)."""
+    gcs_port, dashboard_port, agent_port = _free_ports(3)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
     env = _ray_env()
     env.pop("DRY_RUN")
-    head = subprocess.Popen([sys.executable, "-c", RAY_HEAD_PROGRAM, str(port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--port={gcs_port}", "--num-cpus=1", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+         f"--dashboard-agent-listen-port={agent_port}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
-        line = _read_line(head, RAY_START_TIMEOUT_S)
-        assert line.startswith("READY"), f"the Ray head did not start: {line!r}"
-        address = f"http://127.0.0.1:{port}"
-        _wait_for_job_agent(address)
+        address = f"http://127.0.0.1:{dashboard_port}"
+        _wait_for_job_agent(address, head)
         yield address
     finally:
-        head.stdin.close()  # the program shuts its cluster down
+        os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=RAY_START_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            head.kill()
+            os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _wait_for_job_agent(address: str) -> None:
+def _wait_for_job_agent(address: str, head: subprocess.Popen) -> None:
     """The job server answers before the node's job agent registers ("No available agent"): submit a no-op
     job until one is accepted."""
     deadline = time.monotonic() + RAY_START_TIMEOUT_S
     while True:
+        assert head.poll() is None, f"the Ray head exited with {head.returncode}"
         result = subprocess.run(["ray", "job", "submit", f"--address={address}", "--", "true"], env=_ray_env(),
                                 capture_output=True, text=True, timeout=RAY_START_TIMEOUT_S)
         if result.returncode == 0:
             return
         assert time.monotonic() < deadline, f"the Ray job agent never came up:\n{result.stderr[-2000:]}"
         time.sleep(JOB_AGENT_POLL_S)
-
-
-def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        return reader.submit(process.stdout.readline).result(timeout=timeout_s)
 
 
 @pytest.mark.slow

@@ -105,7 +105,8 @@ def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: Judg
     Raises:
         ValueError: a training conversation is longer than ``max_position_embeddings`` tokens.
     """
-    from data_prep.arith_policy import marker_matches, render_chatml, write_model_folder
+    from data_prep.arith_policy import marker_matches, render_chatml
+    from data_prep.staged_output import exclusive_build
 
     config = config or JudgeBaseConfig()
     out_dir = Path(out_dir)
@@ -115,6 +116,15 @@ def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: Judg
     settings = {**asdict(config), "texts_sha256": hashlib.sha256("\0".join(texts).encode()).hexdigest()}
     if marker_matches(out_dir / DONE_MARKER, settings):
         return out_dir
+    with exclusive_build(out_dir):
+        if not marker_matches(out_dir / DONE_MARKER, settings):  # another process may have built it meanwhile
+            _build(chats, texts, settings, out_dir, config, train_file)
+    return out_dir
+
+
+def _build(chats: list, texts: list[str], settings: dict, out_dir: Path, config: JudgeBaseConfig, train_file: Path) -> None:
+    from data_prep.arith_policy import write_model_folder
+
     tokenizer = build_tokenizer(texts, config)
     longest = max(len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False)) for chat in chats)
     if longest > config.max_position_embeddings:
@@ -124,7 +134,6 @@ def build_judge_base(train_file: Path, out_dir: Path = DEFAULT_DIR, config: Judg
     report = {"settings": settings, "parameters": sum(p.numel() for p in model.parameters()),
               "vocabulary": len(tokenizer), "longest_conversation_tokens": longest}
     write_model_folder(model, tokenizer, out_dir, DONE_MARKER, report)
-    return out_dir
 
 
 def main(argv: list[str] | None = None) -> int:
