@@ -11,6 +11,7 @@ chat template. :func:`ensure_smollm2` turns it into an ordinary Hugging Face fol
 
 The conversion is cached: a finished folder carries a marker file and a re-run returns at once.
 It writes into a temporary sibling folder and renames it, so an interrupted run leaves no partial folder.
+Processes that convert at once convert once (a file lock, :func:`data_prep.staged_output.exclusive_build`).
 
 CLI::
 

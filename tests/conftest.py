@@ -22,28 +22,41 @@ SHARED_FIXTURE_GROUPS = {"test_cpu_demo_on_cpu.py": "tiny_main_job", "test_eval_
 
 #: Units of work (test files, or the groups above) in the order they are handed to the test workers: the
 #: longest first, so that no worker is left running a long one alone at the end. The rest follow in file order.
-#: Order from the per-file times of a two-worker run (2026-12-04, 2-core machine, seconds summed per unit):
-#: tiny_main_job 792, offline 381, launch_scripts ~240, judge_server 262, judge_sft 111, plugin 97, ...
-LONGEST_FIRST = ["tiny_main_job", "test_offline_on_cpu.py", "test_judge_server_on_cpu.py", "test_launch_scripts_on_cpu.py",
-                 "test_judge_sft_on_cpu.py", "test_plugin_on_cpu.py", "test_reward_manager_on_cpu.py",
+#: Order from the per-unit times of a two-worker run (2026-12-04, 2-core machine, seconds summed per unit):
+#: tiny_main_job 699, offline 277, launch_scripts 236, judge_sft 144, judge_server 95, plugin 95, preflight 58, ...
+LONGEST_FIRST = ["tiny_main_job", "test_offline_on_cpu.py", "test_launch_scripts_on_cpu.py", "test_judge_sft_on_cpu.py",
+                 "test_judge_server_on_cpu.py", "test_plugin_on_cpu.py", "test_reward_manager_on_cpu.py",
                  "test_judge_prm_on_cpu.py", "test_gpu_readiness_on_cpu.py", "test_preflight_on_cpu.py",
                  "test_grader_on_cpu.py", "test_cpu_trainer_on_cpu.py"]
 
 
-def work_unit(item: pytest.Item) -> str:
-    """The unit of work ``item`` belongs to: its file, or its file's group in :data:`SHARED_FIXTURE_GROUPS`."""
-    return SHARED_FIXTURE_GROUPS.get(item.path.name, item.path.name)
+def work_unit(path: str) -> str:
+    """The unit of work of the test file ``path``: its file name, or its group in :data:`SHARED_FIXTURE_GROUPS`."""
+    name = Path(path.split("::", 1)[0]).name
+    return SHARED_FIXTURE_GROUPS.get(name, name)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the marks into the node ids
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: only called when it is installed and -n is given
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Parallel runs (tests/run_tests.sh: ``-n 2``) hand out whole units of work (:func:`work_unit`), so a test
+    file's module fixtures (a model, a dataset, a server) and the shared main-job run are built once, on one
+    worker. (xdist's own ``--dist loadgroup`` does not group on pytest >= 9.2, which ignores the node id it
+    rewrites; ``--dist loadfile`` cannot put two files together.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order below: longest first
+    return WorkUnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Parallel runs (tests/run_tests.sh: ``-n 2 --dist loadgroup --no-loadscope-reorder``): each test file is
-    one unit of work, so its module fixtures (a model, a dataset, a server) are built once, on one worker;
-    the units are queued longest first (:data:`LONGEST_FIRST`). A serial run keeps this order too."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+    """Queue the units of work longest first (:data:`LONGEST_FIRST`), files in their order within a unit; a
+    serial run keeps this order too."""
     rank = {unit: position for position, unit in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))  # stable: file order within a rank
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # stable
 
 
 @pytest.fixture(scope="session")

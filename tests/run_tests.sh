@@ -8,4 +8,4 @@ cd "$ROOT"
 # Two test workers (pytest-xdist), one test file each at a time (tests/conftest.py): most of a serial run waits on
 # process start-ups (Ray, the trainer, servers), so two workers on two cores fill that time. SGPO_TEST_WORKERS=0
 # (or -n 0) runs serially.
-exec "$VENV/bin/python" -m pytest -n "${SGPO_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
+exec "$VENV/bin/python" -m pytest -n "${SGPO_TEST_WORKERS:-2}" "$@"
