@@ -7,7 +7,8 @@ The build (``data_prep/arith_policy.py``) is compute-bound training of a 0.9 M-p
 this prints, for each variant, the mean seconds per step after ``WARMUP`` steps and the ratio to the
 baseline (below 1: faster). Variants: bf16 autocast; float32 matmuls at bf16 precision
 (``torch.set_float32_matmul_precision("medium")``); ``torch.compile`` (its compile time is printed apart);
-one thread instead of the default. Results are recorded in docs/cpu_training.md ("Why the target is missed").
+one thread instead of the default; the same batches without their lone-space tokens (a tokenizer merging
+the space into the number). Results are recorded in docs/cpu_training.md ("Why the target is missed").
 """
 
 from __future__ import annotations
@@ -79,6 +80,18 @@ def seconds_per_step(tokenizer, config, chosen, *, autocast=False, compiled=Fals
         torch.set_num_threads(previous_threads)
 
 
+def without_lone_spaces(tokenizer, chosen):
+    """The same batches with every lone-space token (``Ġ``, before each number) removed: the sequence lengths a
+    tokenizer merging that space into the number would give (the text is no longer valid; only the shapes count)."""
+    space = tokenizer.convert_tokens_to_ids("\u0120")
+    shorter = []
+    for input_ids, labels, attention in chosen:
+        kept = [(row != space) & (mask == 1) for row, mask in zip(input_ids, attention)]
+        shorter.append(ap._batch([(ids[keep].tolist(), target[keep].tolist())
+                                  for ids, target, keep in zip(input_ids, labels, kept)], tokenizer.pad_token_id))
+    return shorter
+
+
 VARIANTS = {
     "bf16 autocast": {"autocast": True},
     "fp32 matmul at bf16 precision": {"matmul": "medium"},
@@ -97,6 +110,11 @@ def main() -> int:
     for name, options in VARIANTS.items():
         mean, first = seconds_per_step(tokenizer, config, chosen, **options)
         print(f"{name}: {1000 * mean:.1f} ms/step, {mean / baseline:.2f} x the default (first {WARMUP} steps {first:.1f} s)")
+    shorter = without_lone_spaces(tokenizer, chosen)
+    mean, _ = seconds_per_step(tokenizer, config, shorter)
+    widths = [batch[0].shape[1] for batch in chosen], [batch[0].shape[1] for batch in shorter]
+    print(f"no lone-space tokens (width {statistics.mean(widths[0]):.1f} -> {statistics.mean(widths[1]):.1f}): "
+          f"{1000 * mean:.1f} ms/step, {mean / baseline:.2f} x the default")
     return 0
 
 
