@@ -24,8 +24,10 @@ from data_prep.arith_policy import (
     build_arith_policy,
     build_report,
     build_tokenizer,
+    check_tokenizer_round_trip,
     encode_example,
     encode_examples,
+    new_policy_model,
     render_chatml,
     prompt_messages,
     slipped_solution,
@@ -102,6 +104,34 @@ def test_tokenizer_spells_numbers_by_digit_round_trips_and_keeps_the_instruction
     assert digits == list("90817")
     instruction_ids = tokenizer(STEP_INSTRUCTION, add_special_tokens=False)["input_ids"]
     assert len(instruction_ids) == 1
+
+
+def _round_trip_examples(sample):
+    slips = random.Random(0)
+    return [(f"problem {i}", prompt_messages(p), slipped_solution(p, slips, SMALL, guess_rate=0.3))
+            for i, p in enumerate(sample)]
+
+
+def test_the_tokenizer_verl_loads_encodes_like_the_one_the_policy_is_trained_with():
+    """transformers loads a ``qwen2`` folder's tokenizer as Qwen2Tokenizer, replacing the saved pre-tokenizer:
+    the default tokenizer survives that, one whose merges span " + " does not, and the build's check says so."""
+    sample = problems(60)
+    texts = [render_chatml(prompt_messages(p)) for p in sample] + [p.solution for p in sample]
+    examples = _round_trip_examples(sample)
+    default = build_tokenizer(texts, vocab_size=400)
+    check_tokenizer_round_trip(new_policy_model(default, SMALL), default, examples)  # raises if it differs
+
+    merged = build_tokenizer(texts, vocab_size=400, split_words=False)
+    # one token for the operator and both its spaces (byte-level: the space is "\u0120")
+    assert "\u0120+\u0120" in merged.convert_ids_to_tokens(merged("7 + 9 = 16", add_special_tokens=False)["input_ids"])
+    assert len(encode_examples(merged, sample, [p.solution for p in sample])[0][0]) < \
+        len(encode_examples(default, sample, [p.solution for p in sample])[0][0])
+    with pytest.raises(ValueError, match="architecture='llama'") as error:
+        check_tokenizer_round_trip(new_policy_model(merged, SMALL, architecture="qwen2"), merged, examples)
+    assert "problem 0" in str(error.value) and "Qwen2Tokenizer" in str(error.value)
+    check_tokenizer_round_trip(new_policy_model(merged, SMALL, architecture="llama"), merged, examples)
+    with pytest.raises(ValueError, match="architecture='gpt2'"):
+        new_policy_model(merged, SMALL, architecture="gpt2")
 
 
 def test_training_sequences_are_the_tokens_verl_renders_from_the_parquet_rows(tmp_path):

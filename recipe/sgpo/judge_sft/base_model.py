@@ -88,7 +88,7 @@ def new_model(tokenizer: Any, config: JudgeBaseConfig) -> Any:
     from data_prep.arith_policy import new_policy_model
 
     torch.manual_seed(config.seed)
-    return new_policy_model(tokenizer, config, max_position_embeddings=config.max_position_embeddings)
+    return new_policy_model(tokenizer, config, max_position_embeddings=config.max_position_embeddings, architecture="qwen2")
 
 
 def conversations(train_file: Path, limit: int) -> list[list[dict[str, str]]]:
