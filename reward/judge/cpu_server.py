@@ -39,6 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The script that creates (or reuses) the server venv and prints its path.
 SETUP_SCRIPT = REPO_ROOT / "run_scripts" / "setup_judge_server_env.sh"
 
+#: How much of the set-up's stdout and of its stderr an error shows (characters from the end of each).
+SETUP_LOG_TAIL_CHARS = 4000
+
 #: Environment of the server process: 1 GiB of KV cache, both cores for the engine.
 SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_NO_USAGE_STATS": "1",
               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -75,8 +78,12 @@ def _detach_and_die_with_parent() -> None:
 
 
 def ensure_server_venv() -> Path:
-    """Create or reuse the judge-server venv; return its ``python``."""
-    result = subprocess.run(["bash", str(SETUP_SCRIPT)], check=True, capture_output=True, text=True)
+    """Create or reuse the judge-server venv; return its ``python``. Raise with the set-up's own output if it
+    fails (pip's messages say which package or download went wrong)."""
+    result = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{SETUP_SCRIPT} exited with {result.returncode}; its output:\n"
+                           f"{result.stdout[-SETUP_LOG_TAIL_CHARS:]}{result.stderr[-SETUP_LOG_TAIL_CHARS:]}")
     venv = Path(result.stdout.strip().splitlines()[-1])
     return venv / "bin" / "python"
 
