@@ -55,6 +55,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -102,6 +103,8 @@ class ArithPolicyConfig:
         vocab_size: BPE vocabulary (256 byte symbols, 3 ChatML specials, learned merges), an upper bound.
         split_words: whether BPE merges stay inside words (see :func:`build_tokenizer`); ``False`` lets one
             token span all that lies between two digits, a third fewer tokens per example.
+        gap_tokens: whether each stretch of text between two digits that recurs (``" + "``, ``") - "``, ``"\\n\\\\boxed{"``)
+            is one token (:func:`digit_gaps`): a third fewer tokens, with any ``architecture``.
         architecture: ``"qwen2"`` or ``"llama"`` (see :func:`new_policy_model`); ``split_words=False`` needs
             ``"llama"``, and the build checks before training that the tokenizer verl will load is the one it trains with.
         hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: the transformer's shape.
@@ -123,6 +126,7 @@ class ArithPolicyConfig:
     warmup_steps: int = 60
     vocab_size: int = 512
     split_words: bool = True
+    gap_tokens: bool = False
     architecture: str = "qwen2"
     hidden_size: int = 128
     num_hidden_layers: int = 4
@@ -205,13 +209,16 @@ def _chatml_template():
     return jinja2.Template(CHATML_CHAT_TEMPLATE)  # compiled once: compiling costs more than rendering
 
 
-def build_tokenizer(texts: Sequence[str], vocab_size: int, *, split_words: bool = True):
+def build_tokenizer(texts: Sequence[str], vocab_size: int, *, split_words: bool = True, gap_tokens: bool = False):
     """Byte-level BPE with single-digit tokens, merges learned from ``texts``, ChatML specials.
 
     ``split_words``: merges stay inside words, as in GPT-2 (``" + "`` is then ``" +"`` and ``" "``). ``False``
     lets a merge span everything between two digits (``" + "``, ``") - "``, ``"\\n\\\\boxed{"``, ``"user\\nCompute ("``
     each become one token): right for the policy's texts, where little but digits varies, and it shortens
-    them by a third; prose would merge into phrases.
+    them by a third; prose would merge into phrases. A Qwen2 folder does not keep it (see :func:`new_policy_model`).
+
+    ``gap_tokens``: the same shortening by other means, kept by every tokenizer class: each :func:`digit_gaps`
+    piece of ``texts`` becomes one added token (added tokens are matched before any pre-tokenizer runs).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -236,8 +243,26 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int, *, split_words: bool 
     # The instruction every problem ends with becomes one token: half the prompt's length otherwise, and
     # compute that teaches nothing.
     tokenizer.add_tokens([STEP_INSTRUCTION])
+    if gap_tokens:
+        tokenizer.add_tokens(digit_gaps(texts))
     tokenizer.chat_template = CHATML_CHAT_TEMPLATE
     return tokenizer
+
+
+#: Fewest occurrences in the tokenizer's corpus for a :func:`digit_gaps` piece to become a token.
+MIN_GAP_COUNT = 20
+
+
+def digit_gaps(texts: Sequence[str]) -> list[str]:
+    """The pieces of at least two characters that lie between digits in ``texts`` (cut also at the ChatML
+    specials and the instruction) and occur at least :data:`MIN_GAP_COUNT` times, most frequent first.
+
+    For the task's prompts and solutions these are a dozen: ``" = "``, ``" + "``, ``") - "``, ``"\\n\\\\boxed{"``,
+    ``"assistant\\n"``, ``"user\\nCompute (("``, ... (the instruction is already one token).
+    """
+    cut = re.compile("|".join(re.escape(token) for token in (IM_START, IM_END, PAD, STEP_INSTRUCTION)) + r"|\d")
+    counts = Counter(piece for text in texts for piece in cut.split(text) if len(piece) >= 2)
+    return [piece for piece, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if count >= MIN_GAP_COUNT]
 
 
 def encode_example(tokenizer, problem: ArithProblem, solution: str) -> tuple[list[int], list[int]]:
@@ -508,7 +533,7 @@ def _build_arith_policy(out_dir: Path, config: ArithPolicyConfig, show_progress:
         habit_solutions = [slipped_solution(p, guesses, config, config.guess_rate) for p in habit_problems]
         rendered = [render_chatml(prompt_messages(p)) for p in problems[:TOKENIZER_CORPUS_SIZE]]
         tokenizer = build_tokenizer(rendered + solutions[:TOKENIZER_CORPUS_SIZE], config.vocab_size,
-                                    split_words=config.split_words)
+                                    split_words=config.split_words, gap_tokens=config.gap_tokens)
         examples = encode_examples(tokenizer, problems, solutions)
         habit_examples = encode_examples(tokenizer, habit_problems, habit_solutions)
         model = new_policy_model(tokenizer, config, architecture=config.architecture)

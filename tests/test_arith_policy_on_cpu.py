@@ -25,6 +25,7 @@ from data_prep.arith_policy import (
     build_report,
     build_tokenizer,
     check_tokenizer_round_trip,
+    digit_gaps,
     encode_example,
     encode_examples,
     new_policy_model,
@@ -132,6 +133,29 @@ def test_the_tokenizer_verl_loads_encodes_like_the_one_the_policy_is_trained_wit
     check_tokenizer_round_trip(new_policy_model(merged, SMALL, architecture="llama"), merged, examples)
     with pytest.raises(ValueError, match="architecture='gpt2'"):
         new_policy_model(merged, SMALL, architecture="gpt2")
+
+
+def test_gap_tokens_shorten_the_texts_and_survive_the_qwen2_loader():
+    """``gap_tokens=True``: each recurring stretch between digits is one added token, so a Qwen2 folder (whose
+    loader swaps the pre-tokenizer) still encodes as the build does, with fewer tokens, and decodes exactly."""
+    sample = problems(60)
+    texts = [render_chatml(prompt_messages(p)) for p in sample] + [p.solution for p in sample]
+    examples = _round_trip_examples(sample)
+    gaps = digit_gaps(texts)
+    assert {" + ", " = ", "assistant\n"} <= set(gaps)
+    assert all(not any(c.isdigit() for c in gap) and len(gap) >= 2 for gap in gaps)
+    default = build_tokenizer(texts, vocab_size=400)
+    short = build_tokenizer(texts, vocab_size=400, gap_tokens=True)
+    assert len(short) == len(default) + len(gaps)
+    assert short.convert_ids_to_tokens(short("7 + 9 = 16", add_special_tokens=False)["input_ids"]) == \
+        ["7", " + ", "9", " = ", "1", "6"]
+    solutions = [solution for _, _, solution in examples]
+    default_ids = encode_examples(default, sample, solutions)
+    short_ids = encode_examples(short, sample, solutions)
+    assert sum(len(ids) for ids, _ in short_ids) < 0.8 * sum(len(ids) for ids, _ in default_ids)
+    for (ids, _), (chat_ids, _) in zip(short_ids[:5], default_ids[:5]):
+        assert short.decode(ids) == default.decode(chat_ids)  # the same text, in fewer tokens
+    check_tokenizer_round_trip(new_policy_model(short, SMALL, architecture="qwen2"), short, examples)
 
 
 def test_training_sequences_are_the_tokens_verl_renders_from_the_parquet_rows(tmp_path):
