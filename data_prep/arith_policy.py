@@ -209,6 +209,11 @@ def _chatml_template():
     return jinja2.Template(CHATML_CHAT_TEMPLATE)  # compiled once: compiling costs more than rendering
 
 
+#: The texts that are one token whatever the merges (the ChatML specials and the instruction): texts are cut there
+#: before merges or gaps are learned from them.
+WHOLE_TOKENS = re.compile("|".join(re.escape(token) for token in (IM_START, IM_END, PAD, STEP_INSTRUCTION)))
+
+
 def build_tokenizer(texts: Sequence[str], vocab_size: int, *, split_words: bool = True, gap_tokens: bool = False):
     """Byte-level BPE with single-digit tokens, merges learned from ``texts``, ChatML specials.
 
@@ -236,8 +241,7 @@ def build_tokenizer(texts: Sequence[str], vocab_size: int, *, split_words: bool 
     if not split_words:
         # The trainer does not split the texts at special tokens (encoding does): a merge learned across
         # "<|im_start|>user" would never apply. Train on the pieces between them and the instruction.
-        whole = re.compile("|".join(re.escape(token) for token in (IM_START, IM_END, PAD, STEP_INSTRUCTION)))
-        texts = [piece for text in texts for piece in whole.split(text) if piece]
+        texts = [piece for text in texts for piece in WHOLE_TOKENS.split(text) if piece]
     core.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=IM_END, pad_token=PAD, bos_token=None)
     # The instruction every problem ends with becomes one token: half the prompt's length otherwise, and
@@ -260,8 +264,8 @@ def digit_gaps(texts: Sequence[str]) -> list[str]:
     For the task's prompts and solutions these are a dozen: ``" = "``, ``" + "``, ``") - "``, ``"\\n\\\\boxed{"``,
     ``"assistant\\n"``, ``"user\\nCompute (("``, ... (the instruction is already one token).
     """
-    cut = re.compile("|".join(re.escape(token) for token in (IM_START, IM_END, PAD, STEP_INSTRUCTION)) + r"|\d")
-    counts = Counter(piece for text in texts for piece in cut.split(text) if len(piece) >= 2)
+    counts = Counter(gap for text in texts for piece in WHOLE_TOKENS.split(text) for gap in re.split(r"\d", piece)
+                     if len(gap) >= 2)
     return [piece for piece, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if count >= MIN_GAP_COUNT]
 
 
@@ -443,13 +447,9 @@ def sampled_accuracy_by_length(model, tokenizer, config: ArithPolicyConfig, seed
     return accuracy
 
 
-def count_correct_samples(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], max_new_tokens: int) -> int:
-    """Correct final answers among one sample per prompt at temperature 1 (no top-k/top-p), one left-padded batch.
-
-    The answer is read with the grader's own extractor and compared as text; seed torch before calling.
-    """
+def sample_responses(model, tokenizer, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """One response per prompt at temperature 1 (no top-k/top-p), one left-padded batch; seed torch before calling."""
     import torch
-    from reward.answers import extract_final_answer
 
     tokenizer.padding_side = "left"
     encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
@@ -457,9 +457,18 @@ def count_correct_samples(model, tokenizer, prompts: Sequence[str], answers: Seq
         output = model.generate(**encoded, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                 eos_token_id=tokenizer.eos_token_id)
-    texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def count_correct_samples(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], max_new_tokens: int) -> int:
+    """Correct final answers among one sample per prompt at temperature 1 (no top-k/top-p), one left-padded batch.
+
+    The answer is read with the grader's own extractor and compared as text; seed torch before calling.
+    """
+    from reward.answers import extract_final_answer
+
     correct = 0
-    for text, expected in zip(texts, answers):
+    for text, expected in zip(sample_responses(model, tokenizer, prompts, max_new_tokens), answers):
         answer = extract_final_answer(text).answer
         correct += answer is not None and answer.strip() == expected
     return correct

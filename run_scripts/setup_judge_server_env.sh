@@ -24,7 +24,7 @@ UNUSED_CUDA_PACKAGES=(triton torchvision torchaudio torchcodec)
 want_stamp() { sha256sum "$ROOT/run_scripts/setup_judge_server_env.sh" | cut -d' ' -f1; }
 
 # One build at a time: two test workers that start a server at once on a fresh machine would otherwise both
-# build the same venv and break each other's pip runs (seen in CI: exit 2). A second caller waits here and then
+# build the same venv and break each other's pip runs (the likely cause of an exit 2 in CI). A second caller waits and then
 # finds the stamp. The lock is released when this script exits.
 mkdir -p "$(dirname "$SERVER_VENV")"
 exec {lock_fd}>"$SERVER_VENV.lock"

@@ -1,8 +1,8 @@
 """The judge-server venv set-up (run_scripts/setup_judge_server_env.sh) as the test workers call it.
 
 Two test files start a server (test_judge_server_on_cpu.py, test_judge_prm_on_cpu.py); under two workers on a
-fresh machine both once ran the set-up at the same time and broke each other's pip installs (CI, 2026-12-07:
-exit 2, with no message shown). These tests run the real script against a venv folder of their own, so they
+fresh machine both can run the set-up at once on one folder and break each other's pip installs (the likely
+cause of CI's exit 2 with no message, 2026-12-07; not reproduced there). These tests run the real script against a venv folder of their own, so they
 never touch (or rebuild) the shared one.
 """
 

@@ -60,7 +60,6 @@ def diagnose(folder: Path, config: ap.ArithPolicyConfig, per_length: int) -> dic
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     arith, rows = config.arith_config(), {}
     for num_ops in range(arith.min_ops, arith.max_ops + 1):
@@ -68,13 +67,8 @@ def diagnose(folder: Path, config: ap.ArithPolicyConfig, per_length: int) -> dic
         problems = generate_problems(per_length, config.seed, split="diagnostic", config=length_config)
         prompts = [tokenizer.apply_chat_template(ap.prompt_messages(p), add_generation_prompt=True, tokenize=False)
                    for p in problems]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(config.seed + num_ops)
-        with torch.no_grad():
-            output = model.generate(**encoded, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                    max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        texts = ap.sample_responses(model, tokenizer, prompts, config.max_new_tokens)
         guesses, worked = [], []
         for text, problem in zip(texts, problems):
             answer = extract_final_answer(text).answer
